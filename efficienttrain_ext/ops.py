@@ -1,0 +1,141 @@
+"""Python front of the compiled ``torch.ops.etrain`` operators: argument handling, autograd, fake kernels.
+
+``lowfreq_crop(x, size)`` keeps exactly the centred ``size`` block of the 2-D spectrum of every [H, W] plane of
+``x`` and returns it as a smaller image (EfficientTrain's low-frequency cropping); ``lowfreq_pad`` is its exact
+adjoint and ``lowpass`` the ideal low-pass filter at full resolution. All three are linear, differentiable to
+any order, and traceable by ``torch.compile(fullgraph=True)`` and ``torch.export``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from . import _C  # noqa: F401  (loads the shared library, which registers torch.ops.etrain.*)
+
+__all__ = ["lowfreq_crop", "lowfreq_pad", "lowpass", "built_with_cuda"]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def built_with_cuda() -> bool:
+    """Whether the compiled library contains the CUDA kernels."""
+    return bool(torch.ops.etrain.built_with_cuda())
+
+
+def _pair(size: int | Sequence[int], name: str) -> list[int]:
+    if isinstance(size, bool):
+        raise TypeError(f"{name}: size must be an int or a pair of ints, got {size!r}")
+    if isinstance(size, int) or isinstance(size, torch.SymInt):
+        return [size, size]
+    if isinstance(size, Sequence) and len(size) == 2 and all(
+        isinstance(s, (int, torch.SymInt)) and not isinstance(s, bool) for s in size
+    ):
+        return [size[0], size[1]]
+    raise TypeError(f"{name}: size must be an int or a pair of ints (h, w), got {size!r}")
+
+
+def _check(t: torch.Tensor, size: Sequence[int], op: str, crop: bool) -> None:
+    # Mirrors the C++ checks so that fake tensors (torch.compile, export, meta) fail the same way.
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dim() < 2:
+        raise ValueError(f"{op}: expected a tensor of shape [..., H, W] with at least 2 dims, got shape {tuple(t.shape)}")
+    if t.dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"{op}: expected a real floating dtype (float32, float64, float16 or bfloat16), got {t.dtype}"
+        )
+    if len(size) != 2:
+        raise ValueError(f"{op}: size must have 2 entries (h, w), got {list(size)}")
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"{op}: size entries must be >= 1, got {list(size)}")
+    h, w = t.shape[-2], t.shape[-1]
+    if h < 1 or w < 1:
+        raise ValueError(f"{op}: input spatial size must be >= 1, got shape {tuple(t.shape)}")
+    if crop and (size[0] > h or size[1] > w):
+        raise ValueError(f"{op}: size {list(size)} must not exceed the input's (H, W) = ({h}, {w})")
+    if not crop and (size[0] < h or size[1] < w):
+        raise ValueError(f"{op}: size {list(size)} must be at least the input's (h, w) = ({h}, {w})")
+
+
+@torch.library.register_fake("etrain::lowfreq_crop")
+def _lowfreq_crop_fake(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    _check(x, size, "lowfreq_crop", crop=True)
+    return x.new_empty((*x.shape[:-2], size[0], size[1]))
+
+
+@torch.library.register_fake("etrain::lowfreq_pad")
+def _lowfreq_pad_fake(y: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    _check(y, size, "lowfreq_pad", crop=False)
+    return y.new_empty((*y.shape[:-2], size[0], size[1]))
+
+
+def _crop_setup(ctx, inputs, output) -> None:
+    x, size = inputs
+    ctx.in_size = [x.shape[-2], x.shape[-1]]
+
+
+def _crop_backward(ctx, grad: torch.Tensor):
+    # The op is linear: its backward is its adjoint, which is itself differentiable (double backward).
+    return torch.ops.etrain.lowfreq_pad(grad, ctx.in_size), None
+
+
+def _pad_setup(ctx, inputs, output) -> None:
+    y, size = inputs
+    ctx.in_size = [y.shape[-2], y.shape[-1]]
+
+
+def _pad_backward(ctx, grad: torch.Tensor):
+    return torch.ops.etrain.lowfreq_crop(grad, ctx.in_size), None
+
+
+torch.library.register_autograd("etrain::lowfreq_crop", _crop_backward, setup_context=_crop_setup)
+torch.library.register_autograd("etrain::lowfreq_pad", _pad_backward, setup_context=_pad_setup)
+
+
+def lowfreq_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Low-frequency crop of every [H, W] plane of ``x`` to ``size`` (int or (bh, bw)).
+
+    Per plane: ``Re(ifft2(band(fft2(x)))) * (bh*bw)/(H*W)`` where the band keeps frequency rows
+    ``0..ceil(bh/2)-1`` and ``-floor(bh/2)..-1`` (columns likewise). For even sizes this equals EfficientTrain's
+    reference ``freq_crop``; the mean is kept and ``size == (H, W)`` returns ``x``. fp16/bf16 are computed in fp32.
+    Output: ``[..., bh, bw]``, contiguous, same dtype and device.
+    """
+    s = _pair(size, "lowfreq_crop")
+    _check(x, s, "lowfreq_crop", crop=True)
+    return torch.ops.etrain.lowfreq_crop(x, s)
+
+
+def lowfreq_pad(y: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Exact adjoint of :func:`lowfreq_crop`: ``<lowfreq_crop(x, y.shape[-2:]), y> == <x, lowfreq_pad(y, x.shape[-2:])>``."""
+    s = _pair(size, "lowfreq_pad")
+    _check(y, s, "lowfreq_pad", crop=False)
+    return torch.ops.etrain.lowfreq_pad(y, s)
+
+
+def _nyquist_sine(n: int, b: int, like: torch.Tensor) -> torch.Tensor:
+    # Sine part of the unpaired Nyquist frequency -b/2 on an n-point axis (the rank-one term of the C++ kernels).
+    p = torch.arange(n, dtype=torch.float64, device=like.device)
+    return (torch.sin(torch.pi * b * p / n) / n).to(like.dtype)
+
+
+def lowpass(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Ideal low-pass filter at full resolution: crop to ``size``, then spectral up-sampling back to H x W.
+
+    The up-sampling zero-pads the crop's spectrum, splitting an even size's Nyquist bin evenly between +-b/2
+    (as ``scipy.signal.resample`` does). For odd sizes this is ``Re(ifft2(band(fft2(x))))``. Differentiable.
+    """
+    s = _pair(size, "lowpass")
+    _check(x, s, "lowpass", crop=True)
+    h, w = x.shape[-2], x.shape[-1]
+    y = torch.ops.etrain.lowfreq_crop(x, s)
+    up = torch.ops.etrain.lowfreq_pad(y, [h, w])
+    if s[0] % 2 == 0 and s[1] % 2 == 0 and s[0] < h and s[1] < w:
+        # lowfreq_pad, the adjoint, subtracts the Nyquist sine product that band-limited interpolation lacks.
+        sign_h = 1 - 2 * (torch.arange(s[0], device=x.device) % 2)
+        sign_w = 1 - 2 * (torch.arange(s[1], device=x.device) % 2)
+        alt = (sign_h[:, None] * sign_w[None, :]).to(y.dtype)
+        corner = (y * alt).sum(dim=(-2, -1), keepdim=True)
+        up = up + corner * (_nyquist_sine(h, s[0], up)[:, None] * _nyquist_sine(w, s[1], up)[None, :])
+    return up * ((h * w) / (s[0] * s[1]))

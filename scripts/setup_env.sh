@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine: .venv with torch + dependencies, the compiled extension (editable
+# install, `etrain` on the venv's PATH) and, when missing, the Fashion-MNIST data package. Idempotent.
+#
+# Environment: PYTHON (interpreter for the venv, default python3), TORCH_SPEC (default
+# "torch==2.14.1 torchvision==0.29.1"), FORCE_CUDA / TORCH_CUDA_ARCH_LIST / MAX_JOBS (passed to the build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+py=${PYTHON:-python3}
+torch_spec=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($py --version)"
+  "$py" -m venv .venv
+fi
+echo "[setup] installing $torch_spec and dependencies"
+# shellcheck disable=SC2086
+.venv/bin/pip install -q $torch_spec -r requirements.txt
+
+if [ -d /usr/local/cuda ] && [ -z "${CUDA_HOME:-}" ]; then export CUDA_HOME=/usr/local/cuda; fi
+export MAX_JOBS=${MAX_JOBS:-2}
+echo "[setup] building the extension (FORCE_CUDA=${FORCE_CUDA:-auto}, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-auto})"
+start=$(date +%s)
+.venv/bin/pip install -q --no-build-isolation --no-deps -e .
+echo "[setup] built in $(( $(date +%s) - start )) s; CUDA kernels: $(.venv/bin/python -c 'import efficienttrain_ext as e; print(e.built_with_cuda())')"
+
+fm=/usr/share/datasets/fashion-mnist
+if [ ! -f "$fm/train-images-idx3-ubyte.gz" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing the Debian package dataset-fashion-mnist"
+    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) ||
+      echo "[setup] WARNING: could not install dataset-fashion-mnist; pass --data-root to a copy of the IDX files"
+  else
+    echo "[setup] NOTE: Fashion-MNIST not found under $fm (install dataset-fashion-mnist or use --data-root)"
+  fi
+fi
