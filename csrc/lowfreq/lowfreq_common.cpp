@@ -138,23 +138,37 @@ std::vector<int64_t> with_last_two(at::IntArrayRef sizes, int64_t h, int64_t w) 
 
 }  // namespace
 
+namespace {
+
+// What both ops need for one (full H x W, band bh x bw) pair: compute dtype, correction flag, band matrices.
+struct Bands {
+  at::ScalarType compute;
+  bool correction;
+  at::Tensor L, M;  // [>= bh(+1), H], [>= bw(+1), W]
+};
+
+Bands bands_for(const at::Tensor& t, int64_t H, int64_t W, int64_t bh, int64_t bw, const DeviceHooks& hooks) {
+  const auto ct = compute_type(t.scalar_type());
+  const bool corr = needs_correction(H, bh, W, bw);
+  return {ct, corr, band_matrix(H, bh, corr, ct, t.device(), hooks.row_multiple),
+          band_matrix(W, bw, corr, ct, t.device(), hooks.row_multiple)};
+}
+
+}  // namespace
+
 at::Tensor lowfreq_crop_generic(const at::Tensor& x, at::IntArrayRef size, const DeviceHooks& hooks) {
   const auto [bh, bw] = check_args(x, size, "lowfreq_crop", /*crop=*/true);
   const int64_t H = x.size(-2), W = x.size(-1);
   auto y = at::empty(with_last_two(x.sizes(), bh, bw), x.options().memory_format(at::MemoryFormat::Contiguous));
   if (y.numel() == 0) return y;
   const int64_t P = x.numel() / (H * W);
-  const auto ct = compute_type(x.scalar_type());
-  const bool corr = needs_correction(H, bh, W, bw);
-  const auto& dev = x.device();
-  const auto L = band_matrix(H, bh, corr, ct, dev, hooks.row_multiple);
-  const auto M = band_matrix(W, bw, corr, ct, dev, hooks.row_multiple);
-  auto xin = x.to(ct).reshape({P, H, W});
+  const auto b = bands_for(x, H, W, bh, bw, hooks);
+  auto xin = x.to(b.compute).reshape({P, H, W});
   auto yv = y.view({P, bh, bw});
-  if (!corr && ct == x.scalar_type() && L.size(0) == bh && M.size(0) == bw) {
-    separable(xin, L, M, yv);  // nothing to correct, convert or strip: the GEMM writes the output
+  if (!b.correction && b.compute == x.scalar_type() && b.L.size(0) == bh && b.M.size(0) == bw) {
+    separable(xin, b.L, b.M, yv);  // nothing to correct, convert or strip: the GEMM writes the output
   } else {
-    hooks.crop_epilogue(separable(xin, L, M, std::nullopt), yv, corr);
+    hooks.crop_epilogue(separable(xin, b.L, b.M, std::nullopt), yv, b.correction);
   }
   return y;
 }
@@ -165,15 +179,11 @@ at::Tensor lowfreq_pad_generic(const at::Tensor& y, at::IntArrayRef size, const 
   const auto out_sizes = with_last_two(y.sizes(), H, W);
   if (y.numel() == 0) return at::empty(out_sizes, y.options().memory_format(at::MemoryFormat::Contiguous));
   const int64_t P = y.numel() / (bh * bw);
-  const auto ct = compute_type(y.scalar_type());
-  const bool corr = needs_correction(H, bh, W, bw);
-  const auto& dev = y.device();
-  const auto L = band_matrix(H, bh, corr, ct, dev, hooks.row_multiple);
-  const auto M = band_matrix(W, bw, corr, ct, dev, hooks.row_multiple);
-  auto yin = (!corr && L.size(0) == bh && M.size(0) == bw)
-                 ? y.to(ct).reshape({P, bh, bw})
-                 : hooks.pad_prologue(y.reshape({P, bh, bw}), ct, L.size(0), M.size(0), corr);
-  return separable(yin, L.t(), M.t(), std::nullopt).to(y.scalar_type()).view(out_sizes);
+  const auto b = bands_for(y, H, W, bh, bw, hooks);
+  auto yin = (!b.correction && b.L.size(0) == bh && b.M.size(0) == bw)
+                 ? y.to(b.compute).reshape({P, bh, bw})
+                 : hooks.pad_prologue(y.reshape({P, bh, bw}), b.compute, b.L.size(0), b.M.size(0), b.correction);
+  return separable(yin, b.L.t(), b.M.t(), std::nullopt).to(y.scalar_type()).view(out_sizes);
 }
 
 }  // namespace etrain::lowfreq
