@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu_results}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 py=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' | tee -a "$out/gpu.txt"
@@ -13,3 +14,8 @@ time "$py" setup.py build_ext --inplace > "$out/build.log" 2>&1 || { tail -50 "$
 "$py" -m pytest python_tests/test_build.py python_tests/test_lowfreq.py python_tests/test_lowfreq_cuda.py \
   python_tests/test_lowfreq_compile.py -q -p no:cacheprovider --benchmark-disable 2>&1 | tee "$out/tests.log"
 PYTHONPATH=. "$py" scripts/bench_gpu.py --profile --json "$out/bench_gpu.json" 2>&1 | tee "$out/bench_gpu.md"
+# A CPU-only build must refuse CUDA tensors with a clear error (built in a copy so the CUDA build stays).
+rm -rf /tmp/etrain_cpu_only && mkdir -p /tmp/etrain_cpu_only && cp -r csrc efficienttrain_ext setup.py python_tests /tmp/etrain_cpu_only/
+rm -f /tmp/etrain_cpu_only/efficienttrain_ext/_C*.so
+(cd /tmp/etrain_cpu_only && FORCE_CUDA=0 "$py" setup.py build_ext --inplace > build.log 2>&1 &&
+  "$py" -m pytest python_tests/test_build.py -q -p no:cacheprovider -rs 2>&1 | tee "$out/tests_cpu_only_build.log")
