@@ -88,3 +88,34 @@ def test_cuda_nan_propagates():
     x[0, 1, 1] = float("nan")
     y = et.lowfreq_crop(x, 8)
     assert torch.isnan(y[0]).all() and torch.isfinite(y[1]).all()
+
+
+# Tile-friendly and awkward sides, odd/even/non-square bands, identity, a band one short of full size.
+SHAPE_CASES = [((2, 3, 32, 32), (5, 7)), ((4, 48, 32), (21, 30)), ((2, 64, 64), (64, 64)), ((1, 2, 96, 112), (37, 112)),
+               ((3, 224, 224), (160, 160)), ((2, 256, 128), (255, 128))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape,size", SHAPE_CASES)
+def test_cuda_shapes_half_and_float(dtype, shape, size):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(*shape, generator=g).to(dtype)
+    y = et.lowfreq_crop(x.cuda(), size)
+    assert y.shape == (*shape[:-2], *size) and y.dtype == dtype
+    assert _rel_err(y, ref_crop(x.double(), size)) <= TOL[dtype]
+
+
+def test_cuda_tf32_follows_the_matmul_precision_setting():
+    # With TF32 allowed the fp32 GEMMs may use TF32: error at TF32 level; without, at fp32 level.
+    x = torch.randn(4, 3, 64, 64, device="cuda")
+    ref = ref_crop(x.cpu().double(), (40, 40))
+    torch.backends.cuda.matmul.allow_tf32 = True
+    assert _rel_err(et.lowfreq_crop(x, 40), ref) <= 3e-3
+    torch.backends.cuda.matmul.allow_tf32 = False
+    assert _rel_err(et.lowfreq_crop(x, 40), ref) <= 1e-5
+
+
+def test_cuda_offset_view_input():
+    base = torch.randn(3 * 32 * 32 + 1, device="cuda")
+    x = base[1:].view(3, 32, 32)  # 4-byte offset: not 32-byte aligned
+    assert _rel_err(et.lowfreq_crop(x, 16), ref_crop(x.cpu().double(), (16, 16))) <= 1e-4
