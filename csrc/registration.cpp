@@ -6,6 +6,7 @@
 
 #include <torch/library.h>
 
+#include "augment/augment.h"
 #include "lowfreq/lowfreq.h"
 
 #ifndef ETRAIN_NO_PYTHON
@@ -29,10 +30,18 @@ bool built_with_cuda() {
 }
 
 #ifndef ETRAIN_WITH_CUDA
-at::Tensor no_cuda(const at::Tensor&, at::IntArrayRef) {
+[[noreturn]] void fail_no_cuda() {
   TORCH_CHECK(false,
               "efficienttrain_ext was built without CUDA kernels, so this op cannot run on a CUDA tensor; rebuild "
               "with a CUDA toolkit present (or FORCE_CUDA=1), or move the tensor to the CPU");
+  std::abort();  // unreachable: TORCH_CHECK(false) throws
+}
+
+// Registered for CUDA in a CPU-only build, with each op family's signature.
+at::Tensor no_cuda(const at::Tensor&, at::IntArrayRef) { fail_no_cuda(); }
+at::Tensor no_cuda_augment(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&) {
+  fail_no_cuda();
 }
 #endif
 
@@ -40,20 +49,30 @@ TORCH_LIBRARY(etrain, m) {
   m.def("lowfreq_crop(Tensor x, SymInt[2] size) -> Tensor");
   m.def("lowfreq_pad(Tensor y, SymInt[2] size) -> Tensor");
   m.def("built_with_cuda() -> bool", &built_with_cuda);
+  // One RandAugment op slot over a uint8 batch, every sample with its own op/params (see augment/augment.h).
+  m.def("augment_slot(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill) -> Tensor");
+  // L slots in sequence (op [N, L], params [N, L, 6], interp [N, L]): one call per RandAugment batch.
+  m.def("augment_chain(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(etrain, CPU, m) {
   m.impl("lowfreq_crop", &lowfreq::lowfreq_crop_cpu);
   m.impl("lowfreq_pad", &lowfreq::lowfreq_pad_cpu);
+  m.impl("augment_slot", &augment::augment_slot_cpu);
+  m.impl("augment_chain", &augment::augment_chain_cpu);
 }
 
 TORCH_LIBRARY_IMPL(etrain, CUDA, m) {
 #ifdef ETRAIN_WITH_CUDA
   m.impl("lowfreq_crop", &lowfreq::lowfreq_crop_cuda);
   m.impl("lowfreq_pad", &lowfreq::lowfreq_pad_cuda);
+  m.impl("augment_slot", &augment::augment_slot_cuda);
+  m.impl("augment_chain", &augment::augment_chain_cuda);
 #else
   m.impl("lowfreq_crop", &no_cuda);
   m.impl("lowfreq_pad", &no_cuda);
+  m.impl("augment_slot", &no_cuda_augment);
+  m.impl("augment_chain", &no_cuda_augment);
 #endif
 }
 

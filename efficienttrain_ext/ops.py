@@ -139,3 +139,16 @@ def lowpass(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
         corner = (y * alt).sum(dim=(-2, -1), keepdim=True)
         up = up + corner * (_nyquist_sine(h, s[0], up)[:, None] * _nyquist_sine(w, s[1], up)[None, :])
     return up * ((h * w) / (s[0] * s[1]))
+
+
+# ---- batched RandAugment ops (efficienttrain_ext.augment builds their arguments; uint8, not differentiable) ----
+
+
+def _augment_fake(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor, fill: torch.Tensor):
+    if x.dim() != 4 or x.dtype != torch.uint8 or x.shape[1] not in (1, 3):
+        raise ValueError(f"augment: expected a uint8 batch [N, 1|3, H, W], got {x.dtype} of shape {tuple(x.shape)}")
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+torch.library.register_fake("etrain::augment_slot")(_augment_fake)
+torch.library.register_fake("etrain::augment_chain")(_augment_fake)

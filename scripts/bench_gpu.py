@@ -3,6 +3,11 @@
 Reports time per call (median of CUDA-event timings), the op's memory traffic (input read once + output written
 once) as GB/s, and that as a fraction of the device's copy bandwidth measured in the same run.
 Usage: python scripts/bench_gpu.py [--batch 256] [--size 224] [--target 160] [--json out.json]
+
+With --augment it benchmarks the batched RandAugment instead (bench_augment): img/s of
+efficienttrain_ext.augment.RandAugment('rand-m9-mstd0.5-inc1') on a uint8 batch on the GPU (per-sample ops), vs
+torchvision.transforms.v2.RandAugment (one op for the whole batch) and timm's per-image PIL RandAugment on one
+CPU core.  Usage: python scripts/bench_gpu.py --augment [--batch 256] [--size 224] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,6 +53,79 @@ def copy_bandwidth_gbs() -> float:
     return 2 * a.numel() / (ms * 1e-3) / 1e9
 
 
+def _augment_photos(n: int, size: int) -> torch.Tensor:
+    """n real photos (scikit-image's samples, resized) as uint8 [n, 3, size, size]; random images without it."""
+    try:
+        import numpy as np
+        import skimage.data as sd
+        from PIL import Image
+
+        imgs = [np.asarray(Image.fromarray(f()).resize((size, size))) for f in (sd.astronaut, sd.chelsea, sd.coffee)]
+        return torch.from_numpy(np.stack([imgs[i % 3] for i in range(n)])).permute(0, 3, 1, 2).contiguous()
+    except ImportError:
+        return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = None) -> list[dict]:
+    """GPU img/s of the batched RandAugment vs torchvision v2 RandAugment (batch-wide) and timm on one CPU core."""
+    import time
+
+    from efficienttrain_ext.augment import RandAugment, from_timm_string
+
+    policy = "rand-m9-mstd0.5-inc1"
+    x_cpu = _augment_photos(batch, size)
+    x = x_cpu.cuda()
+    rows = []
+    ra = from_timm_string(policy, size)
+    gen = torch.Generator().manual_seed(0)
+    ms = cuda_time_ms(lambda: ra(x, generator=gen), warmup=3, iters=20)
+    rows.append(dict(case=f"etrain RandAugment {policy} (per-sample ops, GPU)", ms=ms, img_s=batch / (ms * 1e-3)))
+    try:
+        from torchvision.transforms import v2
+
+        tv = v2.RandAugment(num_ops=2, magnitude=9)
+        ms = cuda_time_ms(lambda: tv(x), warmup=3, iters=20)
+        rows.append(dict(case="torchvision v2 RandAugment n=2 m=9 (one op per batch, GPU)", ms=ms,
+                         img_s=batch / (ms * 1e-3)))
+    except ImportError:
+        pass
+    try:
+        import random
+
+        from PIL import Image
+        from timm.data.auto_augment import rand_augment_transform
+
+        tf = rand_augment_transform(policy, dict(ra.hparams))
+        for op in tf.ops:  # PosterizeIncreasing's 0 bits crash Pillow >= 10
+            if "Posterize" in op.name:
+                op.aug_fn = (lambda f: lambda img, b, **kw: f(img, max(1, b), **kw))(op.aug_fn)
+        pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x_cpu[:64]]
+        random.seed(0)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for im in pil:
+                tf(im)
+            best = min(best, time.perf_counter() - t0)
+        rows.append(dict(case="timm RandAugment per image (PIL, 1 CPU core)", ms=best * 1e3 * batch / len(pil),
+                         img_s=len(pil) / best))
+    except ImportError:
+        pass
+    base = rows[-1]["img_s"] if rows[-1]["case"].startswith("timm") else None
+    print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
+    print(f"RandAugment, batch {batch}x3x{size}x{size} uint8")
+    print("| case | ms / batch | img/s | vs timm 1 core |")
+    print("|---|---|---|---|")
+    for r in rows:
+        r["vs_timm_core"] = r["img_s"] / base if base else None
+        vs = f"{r['vs_timm_core']:.1f}x" if base else "-"
+        print(f"| {r['case']} | {r['ms']:.3f} | {r['img_s']:.0f} | {vs} |")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(dict(device=torch.cuda.get_device_name(), batch=batch, size=size, rows=rows), f, indent=1)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=256)
@@ -55,7 +133,12 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=160)
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", action="store_true", help="print the CUDA kernels of one lowfreq_crop call per dtype")
+    ap.add_argument("--augment", action="store_true",
+                    help="benchmark the batched RandAugment (bench_augment) instead of lowfreq_crop")
     args = ap.parse_args()
+    if args.augment:
+        bench_augment(args.batch, args.size, args.json)
+        return
     torch.manual_seed(0)
     bw_copy = copy_bandwidth_gbs()
     rows = []

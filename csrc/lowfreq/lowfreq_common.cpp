@@ -1,6 +1,8 @@
 // Device-independent part of the low-frequency ops: argument checks, cached band matrices, the two GEMMs.
 #include "lowfreq/lowfreq.h"
 
+#include "common/error_format.h"
+
 #include <cmath>
 #include <map>
 #include <mutex>
@@ -11,17 +13,7 @@
 
 namespace etrain::lowfreq {
 
-namespace {
-
-// Error messages are built from strings only: streaming an ArrayRef or an int64_t through c10::str crashed
-// (SIGSEGV) with torch 2.11 built by GCC 13 in C++20 mode; strings and ScalarType are fine.
-std::string dims(at::IntArrayRef v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
-  return out + "]";
-}
-
-}  // namespace
+using etrain::dims;
 
 std::array<int64_t, 2> check_args(const at::Tensor& t, at::IntArrayRef size, const char* op, bool crop) {
   TORCH_CHECK_VALUE(t.dim() >= 2, op, ": expected a tensor of shape [..., H, W] with at least 2 dims, got shape ",

@@ -1,0 +1,347 @@
+// Per-pixel and per-LUT math of the augment ops, shared by the CPU (.cpp) and CUDA (.cu) kernels so that both
+// produce bit-identical results. It reproduces Pillow's C code (Blend.c, Convert.c, Filter.c, Geometry.c and the
+// LUTs of ImageOps/ImageEnhance): float32 blends that truncate, double-precision affine sampling at pixel
+// centres with edge clamping, truncating bilinear and clipped bicubic (a = -1) interpolation. Multiplications
+// and additions go through dmul/dadd/fmul/fadd so that nvcc cannot contract them into FMAs (which round
+// differently from Pillow's separate operations).
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "augment/augment.h"
+
+// Everything here is force-inlined: the CPU's AVX code paths (augment_cpu.cpp) call these helpers, and an
+// out-of-line call into non-VEX (SSE) code with dirty upper AVX registers costs a state-transition penalty per call.
+#if defined(__CUDACC__)
+#define ETRAIN_FORCE_INLINE __forceinline__
+#elif defined(__GNUC__) || defined(__clang__)
+#define ETRAIN_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define ETRAIN_FORCE_INLINE inline
+#endif
+
+// Loop unrolling hint for nvcc; host compilers unroll the constant-trip loops on their own.
+#if defined(__CUDACC__)
+#define ETRAIN_UNROLL _Pragma("unroll")
+#else
+#define ETRAIN_UNROLL
+#endif
+
+namespace etrain::augment::detail {
+
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE double dmul(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE double dadd(double a, double b) {
+#ifdef __CUDA_ARCH__
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE float fmul(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE float fadd(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE int floor_int(double v) {
+  const int i = static_cast<int>(v);
+  return (v < 0.0 && static_cast<double>(i) != v) ? i - 1 : i;
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// Image.blend(degenerate=a, image=b, alpha) for one uint8 value (Blend.c): float32 a + alpha * (b - a),
+// truncated, clipped to [0, 255] (the clip only matters when extrapolating, alpha outside [0, 1]).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE uint8_t blend(int a, int b, float alpha) {
+  const float t = fadd(static_cast<float>(a), fmul(alpha, static_cast<float>(b - a)));
+  if (t <= 0.0f) return 0;
+  if (t >= 255.0f) return 255;
+  return static_cast<uint8_t>(t);
+}
+
+// Pillow's RGB -> L conversion (Convert.c, L24): ITU-R 601-2 luma in 16-bit fixed point, rounded.
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE int gray(int r, int g, int b) { return (r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16; }
+
+// Whether an op reads histograms (channel histograms, or the luma histogram for Contrast).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE bool needs_hist(int64_t op) {
+  return op == kContrast || op == kAutoContrast || op == kEqualize;
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE bool is_lut_op(int64_t op) {
+  return op == kInvert || op == kPosterize || op == kSolarize || op == kSolarizeAdd || op == kBrightness ||
+         op == kContrast || op == kAutoContrast || op == kEqualize;
+}
+
+// The 256-entry LUT of channel c for a LUT op. hc: that channel's histogram; hl: the luma histogram (Contrast).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void build_lut(int64_t op, const double* p, const int32_t* hc, const int32_t* hl,
+                                      uint8_t* lut) {
+  switch (op) {
+    case kInvert:
+      for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(255 - i);
+      return;
+    case kPosterize: {
+      const int bits = clampi(static_cast<int>(p[0]), 1, 8);
+      const int mask = ~((1 << (8 - bits)) - 1);
+      for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i & mask);
+      return;
+    }
+    case kSolarize: {
+      const int thresh = static_cast<int>(p[0]);
+      for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < thresh ? i : 255 - i);
+      return;
+    }
+    case kSolarizeAdd: {
+      const int add = static_cast<int>(p[0]), thresh = static_cast<int>(p[1]);
+      for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < thresh ? clampi(i + add, 0, 255) : i);
+      return;
+    }
+    case kBrightness: {
+      const float f = static_cast<float>(p[0]);
+      for (int i = 0; i < 256; ++i) lut[i] = blend(0, i, f);
+      return;
+    }
+    case kContrast: {
+      // ImageEnhance.Contrast: degenerate = int(mean of the luma histogram + 0.5).
+      int64_t count = 0, sum = 0;
+      for (int i = 0; i < 256; ++i) {
+        count += hl[i];
+        sum += static_cast<int64_t>(i) * hl[i];
+      }
+      const double mean = count > 0 ? static_cast<double>(sum) / static_cast<double>(count) : 0.0;
+      const int m = static_cast<int>(mean + 0.5);
+      const float f = static_cast<float>(p[0]);
+      for (int i = 0; i < 256; ++i) lut[i] = blend(m, i, f);
+      return;
+    }
+    case kAutoContrast: {
+      // ImageOps.autocontrast(cutoff=0): stretch [lo, hi] to [0, 255], int() truncation, clip.
+      int lo = 0, hi = 255;
+      while (lo < 256 && hc[lo] == 0) ++lo;
+      while (hi >= 0 && hc[hi] == 0) --hi;
+      if (hi <= lo) {
+        for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i);
+        return;
+      }
+      const double scale = 255.0 / static_cast<double>(hi - lo);
+      const double offset = -static_cast<double>(lo) * scale;
+      for (int i = 0; i < 256; ++i) {
+        const double v = dadd(dmul(static_cast<double>(i), scale), offset);
+        const int iv = static_cast<int>(v);  // Python int(): truncation towards zero
+        lut[i] = static_cast<uint8_t>(clampi(iv, 0, 255));
+      }
+      return;
+    }
+    case kEqualize: {
+      // ImageOps.equalize: step = (sum(nonzero bins) - last nonzero bin) // 255.
+      int64_t total = 0, last = 0, nonzero = 0;
+      for (int i = 0; i < 256; ++i) {
+        if (hc[i]) {
+          total += hc[i];
+          last = hc[i];
+          ++nonzero;
+        }
+      }
+      const int64_t step = nonzero <= 1 ? 0 : (total - last) / 255;
+      if (step == 0) {
+        for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i);
+        return;
+      }
+      int64_t n = step / 2;
+      for (int i = 0; i < 256; ++i) {
+        const int64_t v = n / step;
+        lut[i] = static_cast<uint8_t>(v > 255 ? 255 : v);
+        n += hc[i];
+      }
+      return;
+    }
+    default:
+      for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i);
+      return;
+  }
+}
+
+// Geometry.c FIX(v) = FLOOR(v * 65536 + 0.5): 16.16 fixed point.
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE int64_t fix16(double v) {
+  const double t = dadd(dmul(v, 65536.0), 0.5);
+  return t < 0.0 ? static_cast<int64_t>(floor(t)) : static_cast<int64_t>(t);
+}
+
+// PIL's BICUBIC macro (a = -1): v = p1 + d * (p2 + d * (p3 + d * p4)).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE double cubic(double v1, double v2, double v3, double v4, double d) {
+  const double p1 = v2;
+  const double p2 = dadd(-v1, v3);
+  const double p3 = dadd(dadd(dmul(2.0, dadd(v1, -v2)), v3), -v4);
+  const double p4 = dadd(dadd(dadd(-v1, v2), -v3), v4);
+  return dadd(p1, dmul(d, dadd(p2, dmul(d, dadd(p3, dmul(d, p4))))));
+}
+
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE uint8_t clip_trunc(double v) {
+  return v <= 0.0 ? 0 : (v >= 255.0 ? 255 : static_cast<uint8_t>(v));
+}
+
+// One output pixel (all NC channels) of PIL's Image.transform(AFFINE, m, resample, fillcolor) on a contiguous
+// [NC, H, W] image `src`: input coordinate = m applied to the output pixel centre (x + 0.5, y + 0.5).
+// `m1yo` = m[1] * (y + 0.5) and `m4yo` = m[4] * (y + 0.5), hoisted by row loops (same value, same rounding).
+template <int NC>
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void affine_pixel_c(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int H, int W,
+                                           int x, int y, const double m[6], double m1yo, double m4yo,
+                                           int64_t interp, const uint8_t fill[NC]) {
+  const int64_t plane = static_cast<int64_t>(H) * W;
+  const int64_t o = static_cast<int64_t>(y) * W + x;
+  const double xo = static_cast<double>(x) + 0.5;
+  double xin = dadd(dadd(dmul(m[0], xo), m1yo), m[2]);
+  double yin = dadd(dadd(dmul(m[3], xo), m4yo), m[5]);
+  if (interp == kNearest) {
+    int xi, yi;
+    if (m[1] == 0.0 && m[3] == 0.0) {
+      // Geometry.c, no rotation/shear: COORD(v) = v < 0 ? -1 : (int)v of the centre's coordinate.
+      xi = xin < 0.0 ? -1 : static_cast<int>(xin);
+      yi = yin < 0.0 ? -1 : static_cast<int>(yin);
+    } else {
+      // Geometry.c affine_fixed: 16.16 fixed-point coefficients, exact integer stepping, floor by >> 16.
+      const int64_t a0 = fix16(m[0]), a1 = fix16(m[1]), a3 = fix16(m[3]), a4 = fix16(m[4]);
+      const int64_t a2 = fix16(dadd(dadd(m[2], dmul(m[0], 0.5)), dmul(m[1], 0.5)));
+      const int64_t a5 = fix16(dadd(dadd(m[5], dmul(m[3], 0.5)), dmul(m[4], 0.5)));
+      xi = static_cast<int>((a2 + y * a1 + x * a0) >> 16);
+      yi = static_cast<int>((a5 + y * a4 + x * a3) >> 16);
+    }
+    const bool inside = xi >= 0 && xi < W && yi >= 0 && yi < H;
+    const int64_t si = inside ? static_cast<int64_t>(yi) * W + xi : 0;
+ETRAIN_UNROLL
+    for (int c = 0; c < NC; ++c) dst[c * plane + o] = inside ? src[c * plane + si] : fill[c];
+    return;
+  }
+  if (!(xin >= 0.0 && xin < static_cast<double>(W) && yin >= 0.0 && yin < static_cast<double>(H))) {
+ETRAIN_UNROLL
+    for (int c = 0; c < NC; ++c) dst[c * plane + o] = fill[c];
+    return;
+  }
+  xin = dadd(xin, -0.5);
+  yin = dadd(yin, -0.5);
+  const int xf = floor_int(xin), yf = floor_int(yin);
+  const double dx = dadd(xin, -static_cast<double>(xf)), dy = dadd(yin, -static_cast<double>(yf));
+  if (interp == kBilinear) {
+    // Rows/columns outside the image are clamped to the edge (XCLIP/YCLIP, "v2 = v1").
+    const int x0 = clampi(xf, 0, W - 1), x1 = clampi(xf + 1, 0, W - 1);
+    const int64_t r0 = static_cast<int64_t>(clampi(yf, 0, H - 1)) * W;
+    const int64_t r1 = static_cast<int64_t>(clampi(yf + 1, 0, H - 1)) * W;
+    if (dy == 0.0) {
+      // Shortcut, bit-identical: v1 + (v2 - v1) * 0 == v1 (shears along x and x translations hit this).
+ETRAIN_UNROLL
+      for (int c = 0; c < NC; ++c) {
+        const uint8_t* s = src + c * plane;
+        const double a0 = s[r0 + x0];
+        dst[c * plane + o] = clip_trunc(dadd(a0, dmul(static_cast<double>(s[r0 + x1]) - a0, dx)));
+      }
+      return;
+    }
+ETRAIN_UNROLL
+    for (int c = 0; c < NC; ++c) {
+      const uint8_t* s = src + c * plane;
+      const double a0 = s[r0 + x0], a1 = s[r1 + x0];
+      const double v1 = dadd(a0, dmul(static_cast<double>(s[r0 + x1]) - a0, dx));
+      const double v2 = dadd(a1, dmul(static_cast<double>(s[r1 + x1]) - a1, dx));
+      dst[c * plane + o] = clip_trunc(dadd(v1, dmul(dadd(v2, -v1), dy)));
+    }
+    return;
+  }
+  // Bicubic (a = -1): v = p1 + d * (p2 + d * (p3 + d * p4)); all channels' rows interleaved for ILP.
+  int xs[4];
+  int64_t rs[4];
+ETRAIN_UNROLL
+  for (int k = 0; k < 4; ++k) {
+    xs[k] = clampi(xf - 1 + k, 0, W - 1);
+    rs[k] = static_cast<int64_t>(clampi(yf - 1 + k, 0, H - 1)) * W;
+  }
+  // Shortcuts, bit-identical to the full evaluation: cubic(v1, v2, v3, v4, 0) == v2 exactly (p1 + 0 * finite).
+  // dy == 0 (x shears, x translations): only the second row is needed; dx == 0 (y shears, y translations):
+  // each row's value is its second sample.
+  if (dy == 0.0) {
+ETRAIN_UNROLL
+    for (int c = 0; c < NC; ++c) {
+      const uint8_t* r = src + c * plane + rs[1];
+      dst[c * plane + o] = clip_trunc(cubic(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx));
+    }
+    return;
+  }
+  if (dx == 0.0) {
+ETRAIN_UNROLL
+    for (int c = 0; c < NC; ++c) {
+      const uint8_t* s = src + c * plane + xs[1];
+      dst[c * plane + o] = clip_trunc(cubic(s[rs[0]], s[rs[1]], s[rs[2]], s[rs[3]], dy));
+    }
+    return;
+  }
+  double rows[NC][4];
+ETRAIN_UNROLL
+  for (int k = 0; k < 4; ++k) {
+ETRAIN_UNROLL
+    for (int c = 0; c < NC; ++c) {
+      const uint8_t* r = src + c * plane + rs[k];
+      rows[c][k] = cubic(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
+    }
+  }
+ETRAIN_UNROLL
+  for (int c = 0; c < NC; ++c) dst[c * plane + o] = clip_trunc(cubic(rows[c][0], rows[c][1], rows[c][2], rows[c][3], dy));
+}
+
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void affine_pixel(const uint8_t* src, uint8_t* dst, int C, int H, int W, int x, int y,
+                                         const double* m, int64_t interp, const uint8_t* fill) {
+  const double yo = static_cast<double>(y) + 0.5;
+  const double mm[6] = {m[0], m[1], m[2], m[3], m[4], m[5]};
+  if (C == 3) {
+    affine_pixel_c<3>(src, dst, H, W, x, y, mm, dmul(mm[1], yo), dmul(mm[4], yo), interp, fill);
+  } else {
+    affine_pixel_c<1>(src, dst, H, W, x, y, mm, dmul(mm[1], yo), dmul(mm[4], yo), interp, fill);
+  }
+}
+
+// ImageEnhance.Color: blend each channel with the pixel's luma (C = 3; C = 1 is the identity in PIL).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void color_pixel(const uint8_t* src, uint8_t* dst, int C, int64_t plane, int64_t o, float f) {
+  if (C == 1) {
+    dst[o] = src[o];
+    return;
+  }
+  const int l = gray(src[o], src[plane + o], src[2 * plane + o]);
+  for (int c = 0; c < C; ++c) dst[c * plane + o] = blend(l, src[c * plane + o], f);
+}
+
+// ImageEnhance.Sharpness: blend with ImageFilter.SMOOTH ([[1,1,1],[1,5,1],[1,1,1]] / 13, rounded to nearest as
+// Pillow's Filter.c does; verified bit-exact on photos); border pixels of the smoothed image are the input's.
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void sharpness_pixel(const uint8_t* src, uint8_t* dst, int C, int H, int W, int x, int y,
+                                            float f) {
+  const int64_t plane = static_cast<int64_t>(H) * W;
+  const int64_t o = static_cast<int64_t>(y) * W + x;
+  const bool border = x == 0 || y == 0 || x == W - 1 || y == H - 1;
+  for (int c = 0; c < C; ++c) {
+    const uint8_t* s = src + c * plane;
+    const int v = s[o];
+    int d = v;
+    if (!border) {
+      const uint8_t* rp = s + o - W;  // row y - 1
+      const uint8_t* rc = s + o;
+      const uint8_t* rn = s + o + W;  // row y + 1
+      const int sum = rp[-1] + rp[0] + rp[1] + rc[-1] + 5 * rc[0] + rc[1] + rn[-1] + rn[0] + rn[1];
+      d = (sum + 6) / 13;  // round(sum / 13); sum / 13 is never exactly k + 0.5
+    }
+    dst[c * plane + o] = blend(d, v, f);
+  }
+}
+
+}  // namespace etrain::augment::detail

@@ -1,0 +1,394 @@
+"""timm-compatible RandAugment over uint8 batches: every sample draws its own ops, magnitudes, signs and
+interpolation.
+
+A batch is one call of ``torch.ops.etrain.augment_chain`` (the ``n`` op slots in sequence; on CUDA a fixed three
+kernel launches per slot). The draws follow ``timm.data.auto_augment`` (RandAugment + AugmentOp) exactly in
+distribution:
+
+* ops: ``n`` per image, uniformly with replacement from the transform list (``t`` weighted lists: without
+  replacement, as timm's ``np.random.choice(..., replace=False, p=w)``);
+* each op is applied with probability ``p`` (timm: skipped when ``random() > p``);
+* magnitude: ``m``, or ``N(m, mstd)`` for ``mstd > 0``, or ``U(0, m)`` for ``mstd = inf`` (``mstd > 100`` in the
+  string), then clipped to ``[0, mmax]`` (``mmax`` default 10; ``mmax0`` means 10 as in timm);
+* signs: each signed argument (rotate, shear, translate, ``*Increasing`` enhance) is negated with probability 1/2;
+* interpolation: ``hparams['interpolation']`` if given (a Pillow code/str, or a sequence to choose from per
+  sample), else bilinear or bicubic with probability 1/2 each;
+* fill colour: ``hparams['img_mean']`` (default (128, 128, 128)).
+
+The random numbers come from a ``torch.Generator`` (CPU), so a seeded generator reproduces a call exactly, on the
+CPU or the GPU; they are not timm's Python/NumPy streams, so individual images differ from timm's, but the
+distribution is the same (tested). One deliberate difference: a posterize level of 0 bits (which Pillow >= 10
+rejects, crashing timm) keeps 1 bit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from . import functional as F
+
+__all__ = ["RandAugment", "RandAugmentTransform", "from_timm_string", "parse_policy", "RAND_TRANSFORMS",
+           "RAND_INCREASING_TRANSFORMS", "RAND_WEIGHTED_0"]
+
+LEVEL_DENOM = 10.0
+
+RAND_TRANSFORMS = [
+    "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "SolarizeAdd", "Color", "Contrast",
+    "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
+]
+RAND_INCREASING_TRANSFORMS = [
+    "AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing", "SolarizeIncreasing", "SolarizeAdd",
+    "ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY",
+    "TranslateXRel", "TranslateYRel",
+]
+RAND_WEIGHTED_0 = {
+    "Rotate": 3, "ShearX": 2, "ShearY": 2, "TranslateXRel": 1, "TranslateYRel": 1, "ColorIncreasing": .25,
+    "SharpnessIncreasing": 0.25, "AutoContrast": 0.25, "SolarizeIncreasing": .05, "SolarizeAdd": .05,
+    "ContrastIncreasing": .05, "BrightnessIncreasing": .05, "Equalize": .05, "PosterizeIncreasing": 0.05,
+    "Invert": 0.05,
+}
+# Every op name this module implements (timm's NAME_TO_OP minus GaussianBlur/GaussianBlurRand).
+KNOWN_OPS = sorted(set(RAND_TRANSFORMS) | set(RAND_INCREASING_TRANSFORMS) | {
+    "PosterizeOriginal", "TranslateX", "TranslateY", "Desaturate"})
+
+_HPARAM_KEYS = ("translate_const", "translate_pct", "img_mean", "interpolation", "magnitude_std", "magnitude_max")
+_FILL = (128, 128, 128)
+
+
+def parse_policy(policy: str) -> dict[str, Any]:
+    """Parse a timm RandAugment string (``rand-m9-n2-p0.5-mstd0.5-mmax10-inc1-tweights``) into a dict with keys
+    magnitude, num_layers, prob, magnitude_std, magnitude_max, increasing, transforms. Unknown or malformed
+    sections raise ValueError (timm asserts on unknown keys and silently skips sections without a number)."""
+    if not isinstance(policy, str):
+        raise TypeError(f"policy: expected a string such as 'rand-m9-mstd0.5-inc1', got {type(policy).__name__}")
+    parts = policy.split("-")
+    if parts[0] != "rand":
+        raise ValueError(f"policy {policy!r}: must start with 'rand' (only timm's RandAugment strings are supported)")
+    cfg: dict[str, Any] = dict(magnitude=LEVEL_DENOM, num_layers=2, prob=0.5, magnitude_std=None, magnitude_max=None,
+                               increasing=False, transforms=None)
+    for c in parts[1:]:
+        if c.startswith("t"):
+            cfg["transforms"] = c[1:]
+            continue
+        cs = re.split(r"(\d.*)", c)
+        if len(cs) < 2:
+            raise ValueError(f"policy {policy!r}: section {c!r} has no numeric value; expected one of m<int>, "
+                             "n<int>, p<float>, mstd<float>, mmax<int>, inc<0|1>, t<name>")
+        key, val = cs[0], cs[1]
+        try:
+            if key == "mstd":
+                v = float(val)
+                cfg["magnitude_std"] = math.inf if v > 100 else v
+            elif key == "mmax":
+                cfg["magnitude_max"] = int(val)
+            elif key == "inc":
+                cfg["increasing"] = bool(int(val))
+            elif key == "m":
+                cfg["magnitude"] = float(val)
+            elif key == "n":
+                cfg["num_layers"] = int(val)
+            elif key == "p":
+                cfg["prob"] = float(val)
+            else:
+                raise ValueError(f"policy {policy!r}: unknown section key {key!r}; known keys: m, n, p, mstd, mmax, "
+                                 "inc, t")
+        except ValueError as e:
+            if "unknown section key" in str(e):
+                raise
+            raise ValueError(f"policy {policy!r}: cannot parse the value of section {c!r}") from None
+    if cfg["num_layers"] < 0:
+        raise ValueError(f"policy {policy!r}: n must be >= 0")
+    if not 0.0 <= cfg["prob"] <= 1.0:
+        raise ValueError(f"policy {policy!r}: p must be in [0, 1], got {cfg['prob']}")
+    if cfg["magnitude_std"] is not None and cfg["magnitude_std"] < 0:
+        raise ValueError(f"policy {policy!r}: mstd must be >= 0")
+    return cfg
+
+
+def _transform_list(name: str | None, increasing: bool) -> tuple[list[str], list[float] | None]:
+    if name is None or name == "":
+        return list(RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS), None
+    if name == "weights":
+        return list(RAND_WEIGHTED_0), [float(v) for v in RAND_WEIGHTED_0.values()]
+    if name in ("3a", "3aw"):
+        raise ValueError(f"transform set 't{name}' needs GaussianBlur, which is not implemented")
+    raise ValueError(f"unknown transform set 't{name}'; known: 'tweights' (or none for the default list)")
+
+
+def _interp_choices(spec) -> list[int]:
+    """hparams['interpolation'] -> list of our interpolation codes to choose from uniformly."""
+    if spec is None:
+        return [F.INTERP_CODES["bilinear"], F.INTERP_CODES["bicubic"]]
+    items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    out = []
+    for it in items:
+        if isinstance(it, str) and it.lower() in F.INTERP_CODES:
+            out.append(F.INTERP_CODES[it.lower()])
+        elif isinstance(it, int) and int(it) in F._PIL_TO_INTERP:
+            out.append(F._PIL_TO_INTERP[int(it)])
+        else:
+            raise ValueError(f"hparams['interpolation']: expected 'nearest', 'bilinear', 'bicubic' or a Pillow code "
+                             f"0/2/3 (or a sequence of them), got {it!r}")
+    if not out:
+        raise ValueError("hparams['interpolation']: empty sequence")
+    return out
+
+
+def _check_magnitude(v, name: str = "magnitude") -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    if math.isnan(v) or math.isinf(v):
+        raise ValueError(f"{name}: must be a finite number >= 0, got {v}")
+    if v < 0:
+        raise ValueError(f"{name}: must be >= 0, got {v}")
+    return v
+
+
+class RandAugment:
+    """timm's RandAugment on a uint8 batch ``[N, C, H, W]`` (C = 1 or 3), CPU or CUDA, per-sample draws.
+
+    ``policy``: timm's string (see :func:`parse_policy`); ``hparams``: timm's hparams (``translate_const``,
+    ``translate_pct``, ``img_mean``, ``interpolation``, ``magnitude_std``, ``magnitude_max``; values given here
+    take precedence over the string's mstd/mmax, as in timm); ``generator``: a CPU ``torch.Generator`` for the
+    draws (default: torch's global generator). ``magnitude`` is settable at any time (e.g. per step from
+    :meth:`magnitude_at`).
+    """
+
+    def __init__(self, policy: str = "rand-m9-mstd0.5-inc1", hparams: Mapping[str, Any] | None = None,
+                 generator: torch.Generator | None = None):
+        cfg = parse_policy(policy)
+        hp = dict(hparams or {})
+        unknown = sorted(set(hp) - set(_HPARAM_KEYS))
+        if unknown:
+            raise ValueError(f"hparams: unknown keys {unknown}; known: {list(_HPARAM_KEYS)}")
+        self.policy = policy
+        self.hparams = hp
+        self.ops, self.weights = _transform_list(cfg["transforms"], cfg["increasing"])
+        self.num_layers = int(cfg["num_layers"])
+        self.prob = float(cfg["prob"])
+        mstd = hp.get("magnitude_std", cfg["magnitude_std"])
+        self.magnitude_std = float(mstd or 0.0)
+        if math.isnan(self.magnitude_std) or self.magnitude_std < 0:
+            raise ValueError(f"magnitude_std must be >= 0 (inf for uniform), got {self.magnitude_std}")
+        mmax = hp.get("magnitude_max", cfg["magnitude_max"])
+        self.magnitude_max = float(mmax) if mmax else LEVEL_DENOM  # timm: `magnitude_max or _LEVEL_DENOM`
+        if self.weights is not None and self.num_layers > len(self.ops):
+            raise ValueError(f"n={self.num_layers} ops without replacement from {len(self.ops)} weighted ops")
+        self.translate_pct = float(hp.get("translate_pct", 0.45))
+        self.translate_const = float(hp.get("translate_const", 250))
+        mean = hp.get("img_mean", _FILL)
+        mean = (mean,) if isinstance(mean, (int, float)) else tuple(mean)
+        if not mean or any(not 0 <= float(v) <= 255 for v in mean):
+            raise ValueError(f"hparams['img_mean']: expected a colour with values in [0, 255], got {mean!r}")
+        self.fill = tuple(int(round(float(v))) for v in mean)
+        self.interp_choices = _interp_choices(hp.get("interpolation"))
+        self.generator = generator
+        self.magnitude = cfg["magnitude"]
+
+    # -- magnitude --
+    @property
+    def magnitude(self) -> float:
+        return self._magnitude
+
+    @magnitude.setter
+    def magnitude(self, v: float) -> None:
+        self._magnitude = _check_magnitude(v)
+
+    @staticmethod
+    def magnitude_at(progress: float, m0: float = 9.0) -> float:
+        """EfficientTrain's weak-to-strong schedule: ``m0 * progress`` with progress = t / T clipped to [0, 1]."""
+        p = _check_magnitude(progress, "progress")
+        return _check_magnitude(m0, "m0") * min(1.0, p)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(policy={self.policy!r}, magnitude={self.magnitude:g}, n={self.num_layers}, "
+                f"p={self.prob:g}, mstd={self.magnitude_std:g}, mmax={self.magnitude_max:g}, ops={len(self.ops)})")
+
+    # -- draws --
+    def draw(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The random choices for ``n`` images: ``op`` [n, L] (index into ``self.ops``), ``applied`` [n, L] bool,
+        ``magnitude`` [n, L] float64 (after clipping), ``negate`` [n, L] bool, ``interp`` [n, L] int64."""
+        g = generator if generator is not None else self.generator
+        L = self.num_layers
+        k = len(self.ops)
+        if self.weights is None:
+            op = torch.randint(0, k, (n, L), generator=g)
+        else:
+            w = torch.tensor(self.weights, dtype=torch.float64).expand(n, k)
+            op = torch.multinomial(w, L, replacement=False, generator=g) if n and L else torch.zeros(n, L, dtype=torch.int64)
+        u = torch.rand((n, L), generator=g, dtype=torch.float64)
+        applied = (u <= self.prob) if self.prob < 1.0 else torch.ones((n, L), dtype=torch.bool)
+        m = torch.full((n, L), self.magnitude, dtype=torch.float64)
+        if self.magnitude_std > 0:
+            if math.isinf(self.magnitude_std):
+                m = torch.rand((n, L), generator=g, dtype=torch.float64) * self.magnitude
+            else:
+                m = m + self.magnitude_std * torch.randn((n, L), generator=g, dtype=torch.float64)
+        m = m.clamp(0.0, self.magnitude_max)
+        negate = torch.rand((n, L), generator=g, dtype=torch.float64) > 0.5
+        ch = torch.tensor(self.interp_choices, dtype=torch.int64)
+        interp = ch[torch.randint(0, len(ch), (n, L), generator=g)]
+        return dict(op=op, applied=applied, magnitude=m, negate=negate, interp=interp)
+
+    def chain_args(self, draws: Mapping[str, torch.Tensor], height: int, width: int):
+        """(op codes [N, L], params [N, L, 6] float64, interp [N, L]) of all slots, from :meth:`draw`'s output."""
+        idx = draws["op"].reshape(-1)
+        applied = draws["applied"].reshape(-1)
+        lvl = draws["magnitude"].reshape(-1) / LEVEL_DENOM
+        sign = torch.where(draws["negate"].reshape(-1), -1.0, 1.0).to(torch.float64)
+        m = idx.shape[0]
+        code = torch.zeros(m, dtype=torch.int64)
+        params = torch.zeros((m, F.NUM_PARAMS), dtype=torch.float64)
+        live = torch.where(applied, idx, -1)
+        present = torch.bincount(live[applied], minlength=len(self.ops)).tolist() if m else []
+        for k, name in enumerate(self.ops):
+            if not present[k]:
+                continue
+            sel = live == k
+            c, p = _op_args(name, lvl[sel], sign[sel], height, width, self.translate_pct, self.translate_const)
+            code[sel] = c
+            params[sel] = p
+        shape = draws["op"].shape
+        return code.reshape(shape), params.reshape(*shape, F.NUM_PARAMS), draws["interp"].clone()
+
+    def slot_args(self, draws: Mapping[str, torch.Tensor], slot: int, height: int, width: int):
+        """(op codes [N], params [N, 6] float64, interp [N]) of one slot, from :meth:`draw`'s output."""
+        code, params, interp = self.chain_args(draws, height, width)
+        return code[:, slot], params[:, slot], interp[:, slot]
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        F.check_batch(batch, "batch")
+        n, c, h, w = batch.shape
+        if n == 0 or self.num_layers == 0:
+            return batch.clone()
+        draws = self.draw(n, generator)
+        fill = torch.tensor((list(self.fill) * 3)[:c] if len(self.fill) < c else list(self.fill[:c]),
+                            dtype=torch.uint8).expand(n, c).contiguous()
+        code, params, interp = self.chain_args(draws, h, w)
+        return F.apply_chain(batch, code, params, interp, fill)
+
+
+def _op_args(name: str, lvl: torch.Tensor, sign: torch.Tensor, h: int, w: int, translate_pct: float,
+             translate_const: float) -> tuple[int, torch.Tensor]:
+    """timm's level_to_arg for ``name`` at levels ``lvl`` = magnitude / 10 (float64 [M]) and signs, as our op code
+    and kernel params [M, 6]."""
+    m = lvl.shape[0]
+    p = torch.zeros((m, F.NUM_PARAMS), dtype=torch.float64)
+    C = F.OP_CODES
+    if name in ("AutoContrast", "Equalize", "Invert"):
+        return C[{"AutoContrast": "auto_contrast", "Equalize": "equalize", "Invert": "invert"}[name]], p
+    if name == "Rotate":
+        return C["affine"], F.rotate_matrix(lvl * 30.0 * sign, w, h)
+    if name in ("ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "TranslateX", "TranslateY"):
+        p[:, 0] = 1.0
+        p[:, 4] = 1.0
+        if name == "ShearX":
+            p[:, 1] = lvl * 0.3 * sign
+        elif name == "ShearY":
+            p[:, 3] = lvl * 0.3 * sign
+        elif name == "TranslateXRel":
+            p[:, 2] = (lvl * translate_pct * sign) * w
+        elif name == "TranslateYRel":
+            p[:, 5] = (lvl * translate_pct * sign) * h
+        elif name == "TranslateX":
+            p[:, 2] = lvl * translate_const * sign
+        else:
+            p[:, 5] = lvl * translate_const * sign
+        return C["affine"], p
+    if name.startswith("Posterize"):
+        bits = torch.trunc(lvl * 4)
+        if name == "PosterizeIncreasing":
+            bits = 4 - bits
+        elif name == "PosterizeOriginal":
+            bits = bits + 4
+        p[:, 0] = bits.clamp(min=1)  # Pillow >= 10 rejects 0 bits (timm would crash); keep 1
+        return C["posterize"], p
+    if name.startswith("Solarize") and name != "SolarizeAdd":
+        t = torch.clamp(torch.trunc(lvl * 256), max=256)
+        p[:, 0] = 256 - t if name == "SolarizeIncreasing" else t
+        return C["solarize"], p
+    if name == "SolarizeAdd":
+        p[:, 0] = torch.clamp(torch.trunc(lvl * 110), max=128)
+        p[:, 1] = 128
+        return C["solarize_add"], p
+    if name == "Desaturate":
+        level = (0.5 + 0.5 * lvl).clamp(0.5, 1.0)
+        p[:, 0] = (1.0 - level).clamp(0.0, 1.0)
+        return C["color"], p
+    for base in ("Color", "Contrast", "Brightness", "Sharpness"):
+        if name == base:
+            p[:, 0] = lvl * 1.8 + 0.1
+            return C[base.lower()], p
+        if name == base + "Increasing":
+            p[:, 0] = torch.clamp(1.0 + (lvl * 0.9) * sign, min=0.1)
+            return C[base.lower()], p
+    raise ValueError(f"unknown op {name!r}; known: {KNOWN_OPS}")
+
+
+def from_timm_string(aa_string: str, img_size: int | Sequence[int], mean: Sequence[float] = (0.485, 0.456, 0.406),
+                     interpolation: str = "random", generator: torch.Generator | None = None) -> RandAugment:
+    """The RandAugment that timm's ``create_transform(..., auto_augment=aa_string)`` builds for a training image
+    size and normalisation mean: translate_const = int(0.45 * min size), fill = the mean in 0..255, and a fixed
+    interpolation unless ``interpolation == "random"``."""
+    if not isinstance(aa_string, str) or not aa_string.startswith("rand"):
+        raise ValueError(f"from_timm_string: only timm's 'rand-...' policies are supported, got {aa_string!r}")
+    size_min = img_size if isinstance(img_size, int) else min(img_size)
+    hp: dict[str, Any] = dict(translate_const=int(size_min * 0.45),
+                              img_mean=tuple(min(255, round(255 * x)) for x in mean))
+    if interpolation and interpolation != "random":
+        hp["interpolation"] = interpolation
+    return RandAugment(aa_string, hp, generator=generator)
+
+
+class RandAugmentTransform:
+    """Per-image RandAugment for DataLoader workers (CPU): takes a PIL image, an HWC uint8 numpy array or a CHW
+    uint8 tensor and returns the same type. Draws use torch's global generator (seeded per worker by the
+    DataLoader) unless a generator is given. Note that ``magnitude`` set in the main process does not reach
+    worker copies that are already running; rebuild the loader's iterator (e.g. per epoch) to change it."""
+
+    def __init__(self, policy: str = "rand-m9-mstd0.5-inc1", hparams: Mapping[str, Any] | None = None,
+                 generator: torch.Generator | None = None):
+        self.ra = RandAugment(policy, hparams, generator=generator)
+
+    @property
+    def magnitude(self) -> float:
+        return self.ra.magnitude
+
+    @magnitude.setter
+    def magnitude(self, v: float) -> None:
+        self.ra.magnitude = v
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.ra!r})"
+
+    def __call__(self, img):
+        import numpy as np
+
+        if isinstance(img, torch.Tensor):
+            if img.dim() != 3:
+                raise ValueError(f"expected a CHW uint8 tensor, got shape {tuple(img.shape)}")
+            return self.ra(img.unsqueeze(0))[0]
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover
+            Image = None
+        if Image is not None and isinstance(img, Image.Image):
+            if img.mode not in ("L", "RGB"):
+                raise ValueError(f"expected a PIL image in mode 'L' or 'RGB', got {img.mode!r}")
+            arr = np.asarray(img)
+            out = self(arr)
+            return Image.fromarray(out, img.mode)
+        if isinstance(img, np.ndarray):
+            if img.dtype != np.uint8 or img.ndim not in (2, 3):
+                raise ValueError(f"expected an HW or HWC uint8 array, got {img.dtype} {img.shape}")
+            t = torch.from_numpy(np.array(img, copy=True))  # writable copy
+            t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
+            out = self.ra(t.unsqueeze(0).contiguous())[0]
+            return out[0].numpy() if img.ndim == 2 else out.permute(1, 2, 0).contiguous().numpy()
+        raise TypeError(f"expected a PIL image, numpy array or tensor, got {type(img).__name__}")
