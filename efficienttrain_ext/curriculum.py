@@ -1,0 +1,498 @@
+"""Curriculum schedules: training progress -> (input size B, RandAugment magnitude m).
+
+A :class:`Schedule` is a list of :class:`Stage` s with integer epoch boundaries (stage switches therefore coincide
+with epoch ends, where checkpoints are written, which keeps ``--resume`` exact) plus a magnitude rule.
+
+Built-in curricula (``build_schedule(name, ...)``):
+
+``efficienttrain``
+    EfficientTrain (Wang et al., ICCV 2023), Table 5: for 300 epochs at final size 224, B = 160 for epochs
+    1-180, 192 for 181-240, 224 for 241-300; other lengths scale the boundaries linearly (60%/80%/100%).
+    Final size v >= 224 uses B = 160, (160+v)/2, v (Table 8c); smaller v scales proportionally
+    (v*160/224, v*192/224, v). m = m0 * t / T per optimisation step (m0 = 9).
+``efficienttrain++``
+    EfficientTrain++ (TPAMI 2024): 10 stages of equal compute, stage k uses m = k. Reference size lists (at 224,
+    scaled by v/224 for other final sizes) per model family, see :data:`ETPP_SIZES`. ``epochs`` is the budget
+    in final-size epochs: a stage at size B stands for epochs/10 of them and runs (v/B)^2 times as many epochs,
+    so the run is longer than ``epochs`` but costs about as much as ``epochs`` at size v.
+``progressive``
+    Linear size ramp (Progressive Learning / FFCV / Composer baseline): from ``min_scale * v`` at epoch 0 to v at
+    ``(1 - finetune_fraction)`` of training, then v; m = m0 * t / T.
+``none``
+    The baseline: size v and m = m0 throughout.
+``<file>.yaml``
+    A user schedule, see :func:`schedule_from_yaml`.
+
+Size rounding: every B is rounded to the nearest multiple of the model's size step (ties go up) and checked
+against its minimum; see :class:`SizeRule` and ``efficienttrain_ext.resize.size_rule_for_model``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Mapping, Sequence
+
+__all__ = [
+    "Stage",
+    "Schedule",
+    "SizeRule",
+    "ScheduleError",
+    "CURRICULA",
+    "ETPP_SIZES",
+    "build_schedule",
+    "efficienttrain_sizes",
+    "etpp_family",
+    "schedule_from_yaml",
+    "schedule_table",
+]
+
+DEFAULT_M0 = 9.0
+
+
+class ScheduleError(ValueError):
+    """A curriculum that cannot be built (unknown name, bad YAML, sizes the model cannot take)."""
+
+
+@dataclass(frozen=True)
+class SizeRule:
+    """Input sizes a model accepts: multiples of ``step`` in ``[min_size, max_size]``.
+
+    ``fixed`` is set for models that only run at their construction size (no ``set_input_size`` and a
+    ``fixed_input_size`` pretrained config); any other size is then an error.
+    """
+
+    step: int = 1
+    min_size: int = 1
+    max_size: int | None = None
+    fixed: int | None = None
+    reason: str = ""
+
+    def round(self, size: float) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        rounded = int(math.floor(size / self.step + 0.5)) * self.step  # nearest multiple, ties up
+        return max(rounded, self.step)
+
+    def check(self, size: int, what: str = "size") -> None:
+        why = f" ({self.reason})" if self.reason else ""
+        if self.fixed is not None and size != self.fixed:
+            raise ScheduleError(f"{what} {size}: the model only takes {self.fixed}x{self.fixed} inputs{why}")
+        if size % self.step:
+            raise ScheduleError(f"{what} {size} is not a multiple of {self.step}{why}")
+        if size < self.min_size:
+            raise ScheduleError(f"{what} {size} is below the model's minimum input size {self.min_size}{why}")
+        if self.max_size is not None and size > self.max_size:
+            raise ScheduleError(f"{what} {size} exceeds the model's maximum input size {self.max_size}{why}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Epochs ``[start, end)`` (0-based) trained at input size ``size``.
+
+    ``magnitude`` is a constant RandAugment magnitude for the stage; None means the schedule's ramp applies.
+    """
+
+    start: int
+    end: int
+    size: int
+    magnitude: float | None = None
+
+    @property
+    def epochs(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A curriculum over ``epochs`` epochs ending at ``final_size``.
+
+    ``magnitude``: ``"linear"`` (m0 * t / T per step), ``"constant"`` (m0) or ``"stage"`` (each stage's own m).
+    ``baseline_epochs``: the length of the baseline this run is compared with (ET++ runs more epochs than the
+    compute budget they stand for).
+    """
+
+    name: str
+    epochs: int
+    final_size: int
+    stages: tuple[Stage, ...]
+    m0: float = DEFAULT_M0
+    magnitude: str = "linear"
+    baseline_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ScheduleError(f"schedule {self.name!r} has no stages")
+        if self.stages[0].start != 0 or self.stages[-1].end != self.epochs:
+            raise ScheduleError(f"schedule {self.name!r}: stages must cover epochs 0..{self.epochs}")
+        for a, b in zip(self.stages, self.stages[1:]):
+            if a.end != b.start:
+                raise ScheduleError(f"schedule {self.name!r}: stages are not contiguous ({a} -> {b})")
+        for s in self.stages:
+            if s.end <= s.start:
+                raise ScheduleError(f"schedule {self.name!r}: empty stage {s}")
+            if s.size > self.final_size:
+                raise ScheduleError(f"schedule {self.name!r}: stage size {s.size} exceeds final size {self.final_size}")
+        if self.magnitude not in ("linear", "constant", "stage"):
+            raise ScheduleError(f"magnitude rule must be linear, constant or stage, got {self.magnitude!r}")
+        if self.magnitude == "stage" and any(s.magnitude is None for s in self.stages):
+            raise ScheduleError(f"schedule {self.name!r}: magnitude 'stage' needs a magnitude on every stage")
+
+    @property
+    def baseline(self) -> int:
+        return self.baseline_epochs if self.baseline_epochs is not None else self.epochs
+
+    def stage_index(self, epoch: int) -> int:
+        """Index of the stage that trains (0-based) ``epoch``; epochs past the end map to the last stage."""
+        for i, s in enumerate(self.stages):
+            if epoch < s.end:
+                return i
+        return len(self.stages) - 1
+
+    def size_at(self, epoch: int) -> int:
+        return self.stages[self.stage_index(epoch)].size
+
+    def magnitude_at(self, step: int, total_steps: int, epoch: int) -> float:
+        """RandAugment magnitude at global optimisation ``step`` (0-based) of ``total_steps``."""
+        stage = self.stages[self.stage_index(epoch)]
+        if stage.magnitude is not None and self.magnitude == "stage":
+            return float(stage.magnitude)
+        if self.magnitude == "constant":
+            return float(self.m0)
+        if stage.magnitude is not None:
+            return float(stage.magnitude)
+        return float(self.m0) * min(max(step, 0), total_steps) / max(total_steps, 1)
+
+    def relative_pixels(self) -> float:
+        """Pixel count of the run relative to the baseline (the FLOP-free first-order cost estimate)."""
+        px = sum(s.epochs * s.size**2 for s in self.stages)
+        return px / (self.baseline * self.final_size**2)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Schedule":
+        stages = tuple(Stage(int(s["start"]), int(s["end"]), int(s["size"]), s.get("magnitude")) for s in d["stages"])
+        return cls(d["name"], int(d["epochs"]), int(d["final_size"]), stages, m0=float(d["m0"]),
+                   magnitude=d["magnitude"], baseline_epochs=d.get("baseline_epochs"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "epochs": self.epochs,
+            "final_size": self.final_size,
+            "m0": self.m0,
+            "magnitude": self.magnitude,
+            "baseline_epochs": self.baseline,
+            "stages": [
+                {"start": s.start, "end": s.end, "size": s.size, "magnitude": s.magnitude} for s in self.stages
+            ],
+        }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _integer_boundaries(weights: Sequence[float], total: int) -> list[int]:
+    """Cumulative integer epoch boundaries for stages with the given (relative) lengths summing to ``total``.
+
+    Rounding the cumulative sums (not each length) keeps every boundary within half an epoch of its exact value.
+    In very short runs the last stage is kept non-empty, so training always ends at the final stage's size.
+    """
+    acc, out, norm = 0.0, [], sum(weights)
+    for w in weights:
+        acc += w
+        out.append(int(math.floor(acc / norm * total + 0.5)))
+    out[-1] = total
+    if total > 1:  # the last stage (the final size for the built-ins) always gets at least one epoch
+        out[:-1] = [min(b, total - 1) for b in out[:-1]]
+    return out
+
+
+def _stages(sizes: Sequence[int], bounds: Sequence[int], mags: Sequence[float | None] | None = None) -> tuple[Stage, ...]:
+    """Stages from per-stage sizes and end boundaries; empty stages dropped, equal neighbours merged."""
+    mags = list(mags) if mags is not None else [None] * len(sizes)
+    out: list[Stage] = []
+    start = 0
+    for size, end, m in zip(sizes, bounds, mags):
+        if end <= start:
+            continue
+        if out and out[-1].size == size and out[-1].magnitude == m:
+            out[-1] = replace(out[-1], end=end)
+        else:
+            out.append(Stage(start, end, int(size), m))
+        start = end
+    return tuple(out)
+
+
+def _check_common(epochs: int, final_size: int, rule: SizeRule) -> None:
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ScheduleError(f"epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(final_size, int) or final_size < 1:
+        raise ScheduleError(f"final size must be a positive integer, got {final_size!r}")
+    rule.check(final_size, "final size")
+
+
+def _round_checked(sizes: Sequence[float], rule: SizeRule, final_size: int, name: str) -> list[int]:
+    out = []
+    for s in sizes:
+        b = min(rule.round(s), final_size)
+        rule.check(b, f"{name}: stage size {b} (from {s:g})")
+        out.append(b)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# built-in curricula
+
+# Table 5 of EfficientTrain: fraction of training at which each size ends.
+ET_BOUNDARIES = (0.6, 0.8, 1.0)
+
+# EfficientTrain++ reference resolution lists at final size 224, one entry per equal-compute stage (m = index).
+ETPP_SIZES: dict[str, tuple[int, ...]] = {
+    "cnn": (96,) * 2 + (160,) * 4 + (224,) * 4,  # ResNet, Swin, CSWin and other CNNs
+    "convnext": (160,) * 6 + (224,) * 4,
+    "deit": (96,) * 2 + (160,) * 4 + (192,) * 2 + (224,) * 2,  # DeiT / ViT
+}
+
+
+def efficienttrain_sizes(final_size: int) -> tuple[float, float, float]:
+    """Unrounded EfficientTrain sizes (Table 5 at 224, Table 8c above 224, proportional below)."""
+    v = final_size
+    if v >= 224:
+        return 160.0, (160.0 + v) / 2.0, float(v)
+    return v * 160.0 / 224.0, v * 192.0 / 224.0, float(v)
+
+
+def efficienttrain(epochs: int, final_size: int, rule: SizeRule = SizeRule(), m0: float = DEFAULT_M0) -> Schedule:
+    _check_common(epochs, final_size, rule)
+    sizes = _round_checked(efficienttrain_sizes(final_size), rule, final_size, "efficienttrain")
+    bounds = _integer_boundaries([ET_BOUNDARIES[0]] + [b - a for a, b in zip(ET_BOUNDARIES, ET_BOUNDARIES[1:])], epochs)
+    return Schedule("efficienttrain", epochs, final_size, _stages(sizes, bounds), m0=m0, magnitude="linear")
+
+
+def etpp_family(model_or_name: Any) -> str:
+    """ET++ size-list family of a timm model (instance or name): ``deit``, ``convnext`` or ``cnn``."""
+    if isinstance(model_or_name, str):
+        name = model_or_name.lower()
+    else:
+        name = type(model_or_name).__name__.lower()
+    if "convnext" in name:
+        return "convnext"
+    if name.startswith(("deit", "vit")) or "visiontransformer" in name:
+        return "deit"
+    return "cnn"
+
+
+def efficienttrain_pp(
+    epochs: int,
+    final_size: int,
+    rule: SizeRule = SizeRule(),
+    family: str = "cnn",
+    m0: float = DEFAULT_M0,
+) -> Schedule:
+    _check_common(epochs, final_size, rule)
+    if family not in ETPP_SIZES:
+        raise ScheduleError(f"unknown efficienttrain++ family {family!r}; choose from {sorted(ETPP_SIZES)}")
+    ref = ETPP_SIZES[family]
+    sizes = _round_checked([b * final_size / 224.0 for b in ref], rule, final_size, "efficienttrain++")
+    # each stage stands for epochs/10 final-size epochs of compute, i.e. (v/B)^2 times as many epochs at B
+    weights = [(final_size / b) ** 2 for b in sizes]
+    # short budgets cannot give every stage a whole epoch: empty stages are dropped rather than the run lengthened
+    total = max(1, int(math.floor(epochs / len(ref) * sum(weights) + 0.5)))
+    bounds = _integer_boundaries(weights, total)
+    mags = [float(k) * m0 / DEFAULT_M0 for k in range(len(ref))]  # m = k for the paper's m0 = 9
+    return Schedule(
+        "efficienttrain++", total, final_size, _stages(sizes, bounds, mags), m0=m0, magnitude="stage",
+        baseline_epochs=epochs,
+    )
+
+
+def progressive(
+    epochs: int,
+    final_size: int,
+    rule: SizeRule = SizeRule(),
+    m0: float = DEFAULT_M0,
+    min_scale: float = 160.0 / 224.0,
+    finetune_fraction: float = 0.2,
+) -> Schedule:
+    _check_common(epochs, final_size, rule)
+    if not 0.0 < min_scale <= 1.0 or not 0.0 <= finetune_fraction < 1.0:
+        raise ScheduleError("progressive: need 0 < min_scale <= 1 and 0 <= finetune_fraction < 1")
+    ramp = max(1, int(math.floor(epochs * (1.0 - finetune_fraction) + 0.5)))
+    raw = []
+    for e in range(epochs):
+        frac = min(e / max(ramp - 1, 1), 1.0) if e < ramp else 1.0
+        raw.append(final_size * (min_scale + (1.0 - min_scale) * frac))
+    sizes = _round_checked(raw, rule, final_size, "progressive")
+    return Schedule("progressive", epochs, final_size, _stages(sizes, list(range(1, epochs + 1))), m0=m0)
+
+
+def baseline(epochs: int, final_size: int, rule: SizeRule = SizeRule(), m0: float = DEFAULT_M0) -> Schedule:
+    _check_common(epochs, final_size, rule)
+    return Schedule("none", epochs, final_size, (Stage(0, epochs, final_size),), m0=m0, magnitude="constant")
+
+
+def schedule_from_yaml(
+    source: str | os.PathLike | Mapping[str, Any],
+    epochs: int,
+    final_size: int,
+    rule: SizeRule = SizeRule(),
+    m0: float | None = None,
+) -> Schedule:
+    """A user schedule. YAML layout::
+
+        name: my_curriculum          # optional
+        magnitude: linear            # linear (m0*t/T), constant (m0) or stage (per-stage magnitude)
+        m0: 9                        # optional
+        stages:                      # in order; lengths as `fraction` of the run or absolute `epochs`
+          - {fraction: 0.5, scale: 0.75}       # size as `scale` of the final size or absolute `size`
+          - {fraction: 0.5, size: 224, magnitude: 9}
+
+    Fractions are of ``epochs``; absolute ``epochs`` must not be mixed with fractions. Sizes are rounded to
+    the model's rule like the built-ins.
+    """
+    import yaml
+
+    if isinstance(source, Mapping):
+        spec, where = dict(source), "schedule"
+    else:
+        where = os.fspath(source)
+        try:
+            with open(where) as f:
+                spec = yaml.safe_load(f)
+        except OSError as e:
+            raise ScheduleError(f"cannot read schedule file {where}: {e}") from e
+        except yaml.YAMLError as e:
+            raise ScheduleError(f"schedule file {where} is not valid YAML: {e}") from e
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("stages"), list) or not spec["stages"]:
+        raise ScheduleError(f"{where}: expected a mapping with a non-empty 'stages' list")
+    _check_common(epochs, final_size, rule)
+    unknown = set(spec) - {"name", "magnitude", "m0", "stages"}
+    if unknown:
+        raise ScheduleError(f"{where}: unknown keys {sorted(unknown)}")
+    m0 = float(spec.get("m0", m0 if m0 is not None else DEFAULT_M0))
+    stages = spec["stages"]
+    kinds = {("fraction" in s) for s in stages if isinstance(s, Mapping)}
+    if len(kinds) != 1 or not all(isinstance(s, Mapping) for s in stages):
+        raise ScheduleError(f"{where}: every stage needs either 'fraction' or 'epochs' (not a mix)")
+    lengths, raw_sizes, mags = [], [], []
+    for i, s in enumerate(stages):
+        extra = set(s) - {"fraction", "epochs", "size", "scale", "magnitude"}
+        if extra:
+            raise ScheduleError(f"{where}: stage {i}: unknown keys {sorted(extra)}")
+        length = float(s.get("fraction", s.get("epochs", 0)))
+        if length <= 0:
+            raise ScheduleError(f"{where}: stage {i}: length must be positive")
+        if ("size" in s) == ("scale" in s):
+            raise ScheduleError(f"{where}: stage {i}: give exactly one of 'size' or 'scale'")
+        size = float(s["size"]) if "size" in s else float(s["scale"]) * final_size
+        if size > final_size:
+            raise ScheduleError(f"{where}: stage {i}: size {size:g} exceeds the final size {final_size}")
+        lengths.append(length)
+        raw_sizes.append(size)
+        mags.append(float(s["magnitude"]) if s.get("magnitude") is not None else None)
+    if "epochs" in stages[0]:
+        total = sum(lengths)
+        if abs(total - epochs) > 1e-6:
+            raise ScheduleError(f"{where}: stage epochs sum to {total:g}, but the run has {epochs} epochs")
+    sizes = _round_checked(raw_sizes, rule, final_size, os.path.basename(where))
+    bounds = _integer_boundaries(lengths, epochs)
+    name = str(spec.get("name", os.path.splitext(os.path.basename(where))[0]))
+    return Schedule(name, epochs, final_size, _stages(sizes, bounds, mags), m0=m0,
+                    magnitude=str(spec.get("magnitude", "linear")))
+
+
+CURRICULA: dict[str, Callable[..., Schedule]] = {
+    "efficienttrain": efficienttrain,
+    "efficienttrain++": efficienttrain_pp,
+    "progressive": progressive,
+    "none": baseline,
+}
+
+
+def build_schedule(
+    name: str,
+    epochs: int,
+    final_size: int,
+    rule: SizeRule = SizeRule(),
+    m0: float = DEFAULT_M0,
+    family: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Schedule:
+    """Build a curriculum by name, or from a YAML file when ``name`` ends in .yaml/.yml."""
+    options = dict(options or {})
+    if name.endswith((".yaml", ".yml")):
+        return schedule_from_yaml(name, epochs, final_size, rule, m0=m0)
+    if name not in CURRICULA:
+        raise ScheduleError(
+            f"unknown curriculum {name!r}; choose from {sorted(CURRICULA)} or give a schedule .yaml file"
+        )
+    if name == "efficienttrain++":
+        options.setdefault("family", family or "cnn")
+    try:
+        return CURRICULA[name](epochs, final_size, rule, m0=m0, **options)
+    except TypeError as e:  # unknown option keys
+        raise ScheduleError(f"curriculum {name!r}: bad options {options}: {e}") from e
+
+
+# --------------------------------------------------------------------------------------------------------------
+# reporting
+
+
+@dataclass
+class StageCost:
+    """Predicted cost of one stage: train FLOPs per image at its size relative to the final size."""
+
+    stage: Stage
+    flops_per_image: float
+    relative_flops: float  # per image, vs the final size
+    compute: float  # stage share of the baseline run's compute
+
+
+def stage_costs(schedule: Schedule, flops_by_size: Mapping[int, float]) -> tuple[list[StageCost], float]:
+    """Per-stage costs and the run's total compute relative to the baseline (``none`` for ``baseline`` epochs)."""
+    ref = flops_by_size[schedule.final_size]
+    base = ref * schedule.baseline
+    rows = []
+    for s in schedule.stages:
+        f = flops_by_size[s.size]
+        rows.append(StageCost(s, f, f / ref, f * s.epochs / base))
+    return rows, sum(r.compute for r in rows)
+
+
+def schedule_table(schedule: Schedule, flops_by_size: Mapping[int, float] | None = None) -> str:
+    """Human-readable stage table; with ``flops_by_size`` (train FLOPs per image) the predicted compute too."""
+    lines = [
+        f"curriculum {schedule.name}: {schedule.epochs} epochs, final size {schedule.final_size}, "
+        f"RandAugment m: {_mag_desc(schedule)}"
+    ]
+    head = f"{'stage':>5} {'epochs':>11} {'B':>5} {'m':>11}"
+    if flops_by_size:
+        head += f" {'GFLOP/img':>10} {'rel/img':>8} {'compute':>8}"
+        rows, total = stage_costs(schedule, flops_by_size)
+    else:
+        rows, total = None, None
+    lines.append(head)
+    n_steps = schedule.epochs  # magnitude shown per epoch range, step resolution is finer
+    for i, s in enumerate(schedule.stages):
+        m_lo = schedule.magnitude_at(s.start, n_steps, s.start)
+        m_hi = schedule.magnitude_at(s.end, n_steps, s.end - 1)
+        m = f"{m_lo:.1f}" if abs(m_hi - m_lo) < 1e-9 else f"{m_lo:.1f}-{m_hi:.1f}"
+        line = f"{i:>5} {f'{s.start + 1}-{s.end}':>11} {s.size:>5} {m:>11}"
+        if rows:
+            r = rows[i]
+            line += f" {r.flops_per_image / 1e9:>10.4f} {r.relative_flops:>8.3f} {r.compute:>8.3f}"
+        lines.append(line)
+    if total is not None:
+        lines.append(
+            f"predicted compute vs baseline ({schedule.baseline} epochs at {schedule.final_size}): "
+            f"{total:.3f} ({1 / total:.2f}x speed-up); pixel estimate {schedule.relative_pixels():.3f}"
+        )
+    else:
+        lines.append(f"pixel-count estimate of compute vs baseline: {schedule.relative_pixels():.3f}")
+    return "\n".join(lines)
+
+
+def _mag_desc(s: Schedule) -> str:
+    return {"linear": f"{s.m0:g}*t/T per step", "constant": f"{s.m0:g} constant", "stage": "per stage"}[s.magnitude]

@@ -1,0 +1,105 @@
+"""``etrain plot``: accuracy vs training wall time (paper Fig. 7 style) and the schedules, as PNG.
+
+The time axis is the cumulative wall time of the training epochs, without evaluation: a curriculum run also
+evaluates at its current size B, which the baseline does not, and evaluation is not what the curriculum saves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+from .curriculum import Schedule
+from .report import read_metrics
+
+__all__ = ["plot_runs", "compare_table"]
+
+
+def _label(run_dir: str) -> str:
+    try:
+        with open(os.path.join(run_dir, "schedule.json")) as f:
+            name = json.load(f)["name"]
+    except (OSError, KeyError, ValueError):
+        name = "?"
+    return f"{os.path.basename(os.path.normpath(run_dir))} ({name})"
+
+
+def _schedule(run_dir: str) -> Schedule | None:
+    try:
+        with open(os.path.join(run_dir, "schedule.json")) as f:
+            return Schedule.from_dict(json.load(f))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    data = [(r, read_metrics(r)) for r in runs]
+    out_dir = out_dir or runs[0]
+    os.makedirs(out_dir, exist_ok=True)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for run, rows in data:
+        t = [r["train_time_total"] / 60 for r in rows]
+        line, = ax.plot(t, [r["top1"] for r in rows], marker="o", ms=3, label=_label(run))
+        if any("ema_top1" in r for r in rows):
+            ax.plot(t, [r.get("ema_top1") for r in rows], ls=":", color=line.get_color(), label="  EMA")
+    ax.set_xlabel("training wall time (min, evaluation excluded)")
+    ax.set_ylabel("top-1 accuracy at final size (%)")
+    ax.set_title("accuracy vs training time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    acc_path = os.path.join(out_dir, "accuracy_vs_time.png")
+    fig.savefig(acc_path)
+    plt.close(fig)
+
+    fig, (ax_b, ax_m) = plt.subplots(2, 1, figsize=(6.4, 5.0), dpi=120, sharex=True)
+    for run, _ in data:
+        sched = _schedule(run)
+        if sched is None:
+            continue
+        x = [st.start for st in sched.stages] + [sched.epochs]
+        ax_b.step(x, [st.size for st in sched.stages] + [sched.stages[-1].size], where="post", label=_label(run))
+        steps = 200  # m(t) drawn at fine resolution: it changes every optimisation step
+        t = [sched.epochs * i / steps for i in range(steps + 1)]
+        ax_m.plot(t, [sched.magnitude_at(i, steps, min(int(e), sched.epochs - 1)) for i, e in enumerate(t)],
+                  label=_label(run))
+    ax_b.set_ylabel("input size B")
+    ax_b.grid(alpha=0.3)
+    ax_b.legend(fontsize=8)
+    ax_m.set_ylabel("RandAugment m")
+    ax_m.set_xlabel("epochs trained")
+    ax_m.grid(alpha=0.3)
+    fig.suptitle("schedule")
+    fig.tight_layout()
+    sched_path = os.path.join(out_dir, "schedule.png")
+    fig.savefig(sched_path)
+    plt.close(fig)
+    return [acc_path, sched_path]
+
+
+def compare_table(runs: Sequence[str]) -> str:
+    """Final accuracy, training and wall time of each run, and each run's training time relative to the first."""
+    lines = [f"{'run':<40} {'top1':>7} {'ema':>7} {'train s':>9} {'wall s':>9} {'train/first':>11} "
+             f"{'cpu/first':>9}"]
+    cpu_ref = None
+    ref = None
+    for run in runs:
+        rows = read_metrics(run)
+        if not rows:
+            continue
+        last = rows[-1]
+        ref = ref or last["train_time_total"]
+        cpu = sum(r.get("train_cpu_time", float("nan")) for r in rows)
+        cpu_ref = cpu_ref or cpu
+        ema = last.get("ema_top1")
+        lines.append(f"{_label(run)[:40]:<40} {last['top1']:>7.2f} {'-' if ema is None else f'{ema:.2f}':>7} "
+                     f"{last['train_time_total']:>9.1f} {last['wall_time']:>9.1f} {last['train_time_total'] / ref:>11.3f} "
+                     f"{cpu / cpu_ref:>9.3f}")
+    return "\n".join(lines)

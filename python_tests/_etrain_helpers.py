@@ -1,0 +1,58 @@
+"""Shared helpers for the driver tests: tiny-run arguments, subprocess runs, temporary ImageFolders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FMNIST = "/usr/share/datasets/fashion-mnist"
+TINY_VIT = ["--model", "deit_tiny_patch16_224", "--set", "model.kwargs={depth: 1, embed_dim: 32, num_heads: 2}"]
+
+
+def tiny_args(out, name, *extra, subset=64, val=64, batch=16, epochs=3, size=32, model=("--model", "resnet10t")):
+    return [
+        "train", *model, "--epochs", str(epochs), "--final-size", str(size), "--batch-size", str(batch), "--workers", "0",
+        "--output", str(out), "--name", name,
+        "--set", f"data.train_subset={subset}", "--set", f"data.val_subset={val}",
+        "--set", "train.progress=false", "--set", "train.deterministic=true", *extra,
+    ]
+
+
+def run_etrain(args, env=None, check=True, timeout=300):
+    """`etrain` in a fresh interpreter (for runs that must die or start clean)."""
+    e = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="2")
+    e.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "efficienttrain_ext.cli", *args], cwd=REPO, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"etrain {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def make_image_folder(root, classes=("circle", "square"), per_class=12, size=40, seed=0):
+    """Two visually distinct classes of small RGB images under root/{train,val}/<class>/."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("val", per_class // 2)):
+        for ci, cls in enumerate(classes):
+            d = os.path.join(root, split, cls)
+            os.makedirs(d, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                c = size // 2
+                yy, xx = np.mgrid[:size, :size]
+                mask = ((yy - c) ** 2 + (xx - c) ** 2 < (size // 3) ** 2) if ci == 0 else \
+                    ((abs(yy - c) < size // 3) & (abs(xx - c) < size // 3))
+                img[mask] = (200, 80 + 100 * ci, 40)
+                Image.fromarray(img).save(os.path.join(d, f"{i}.png"))
+    return root

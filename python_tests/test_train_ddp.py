@@ -1,0 +1,38 @@
+"""DDP with two gloo processes on CPU (torchrun), through a ViT size switch (the DDP wrapper is rebuilt)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from efficienttrain_ext.checkpoint import load as load_checkpoint
+
+from _etrain_helpers import FMNIST, REPO, TINY_VIT, metrics, tiny_args
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_ddp_two_gloo_processes(tmp_path):
+    # 2 ranks x batch 8 x 4 steps = 64 images per epoch, split by the DistributedSampler
+    args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
+                     size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)[1:]
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "efficienttrain_ext.train", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = metrics(tmp_path / "ddp")
+    assert [r["size"] for r in rows] == [48, 48, 64]
+    assert all(r["train_images"] == 64 for r in rows)
+    # the validation shards (15 + 15 images) are summed over ranks: accuracy is a multiple of 1/30
+    for r in rows:
+        assert abs(r["top1"] * 30 / 100 - round(r["top1"] * 30 / 100)) < 1e-6
+    ck = load_checkpoint(tmp_path / "ddp")
+    assert ck["world_size"] == 2 and len(ck["rng"]) == 2
+    assert ck["model"]["pos_embed"].shape == (1, 17, 32)
+    # the ranks' RNG streams differ (distinct augmentation per rank)
+    assert not torch.equal(ck["rng"][0]["torch"], ck["rng"][1]["torch"])

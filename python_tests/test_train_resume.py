@@ -1,0 +1,42 @@
+"""A run killed mid-epoch and resumed ends exactly where an uninterrupted run ends (CPU, deterministic)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from efficienttrain_ext.checkpoint import load as load_checkpoint
+
+from _etrain_helpers import FMNIST, TINY_VIT, metrics, run_etrain, tiny_args
+
+TIMING_KEYS = {"train_time", "train_cpu_time", "img_s", "wall_time", "train_time_total"}
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+    # a DeiT through a size switch (48 -> 64, pos_embed and its AdamW moments resampled) with the full recipe:
+    # RandAugment, mixup/cutmix, random erasing and EMA all draw random numbers, so every RNG must be restored
+    common = dict(size=64, epochs=3, subset=64, val=32, batch=16, model=TINY_VIT)
+    run_etrain(tiny_args(tmp_path, "full", "--curriculum", "efficienttrain", **common))
+    # 4 steps per epoch: step 9 is the second step of epoch 3, after the stage switch and the epoch-2 checkpoint
+    killed = run_etrain(tiny_args(tmp_path, "killed", "--curriculum", "efficienttrain",
+                                  "--set", "train.debug_kill_at_step=9", **common), check=False)
+    assert killed.returncode == 3, killed.stderr
+    assert len(metrics(tmp_path / "killed")) == 2
+    assert load_checkpoint(tmp_path / "killed")["epoch"] == 2
+    run_etrain(["train", "--resume", str(tmp_path / "killed")])  # the run's own configuration
+
+    full, resumed = metrics(tmp_path / "full"), metrics(tmp_path / "killed")
+    assert len(full) == len(resumed) == 3
+    for a, b in zip(full, resumed):
+        assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == \
+               {k: v for k, v in b.items() if k not in TIMING_KEYS}
+    ca, cb = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "killed")
+    for part in ("model", "ema"):
+        for k, v in ca[part].items():
+            assert torch.equal(v, cb[part][k]), (part, k)
+    for pid, st in ca["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(cb["optimizer"]["state"][pid][k])), (pid, k)
