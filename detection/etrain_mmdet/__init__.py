@@ -1,0 +1,19 @@
+"""mmdet glue for efficienttrain_ext: importing this registers ``TimmBackbone`` in mmdet's ``MODELS``.
+
+Use in a config with ``custom_imports = dict(imports=['etrain_mmdet'], allow_failed_imports=False)`` (with
+``detection/`` on ``sys.path``, which ``detection/train.py`` and ``detection/test.py`` arrange).
+"""
+
+from .weights import EXPORT_FORMAT, WeightsError, load_source  # noqa: F401  (no mmdet needed)
+
+try:
+    from .backbone import TimmBackbone  # noqa: F401
+except ImportError as e:  # pragma: no cover - mmdet/mmengine absent
+    _IMPORT_ERROR = e
+
+    def __getattr__(name):
+        if name == "TimmBackbone":
+            raise ImportError(f"TimmBackbone needs mmdet and mmengine (bash scripts/install_detection.sh): {_IMPORT_ERROR}")
+        raise AttributeError(name)
+
+__all__ = ["TimmBackbone", "WeightsError", "load_source", "EXPORT_FORMAT"]

@@ -1,0 +1,43 @@
+"""Config helpers shared by detection/train.py and detection/test.py (mmengine Config objects)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["set_data_root", "set_backbone_weights"]
+
+
+def _walk(node: Any, fn) -> None:
+    if isinstance(node, dict):
+        fn(node)
+        for v in node.values():
+            _walk(v, fn)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _walk(v, fn)
+
+
+def set_data_root(cfg, root: str) -> None:
+    """Point every dataset (also inside RepeatDataset wrappers) and every COCO evaluator at ``root``."""
+    root = os.path.join(root, "")
+    old = os.path.join(cfg.get("data_root", "data/coco/"), "")
+
+    def fix(d: dict) -> None:
+        if "data_root" in d:
+            d["data_root"] = root
+        if d.get("type") == "CocoMetric" and isinstance(d.get("ann_file"), str) and d["ann_file"].startswith(old):
+            d["ann_file"] = root + d["ann_file"][len(old):]
+
+    cfg.data_root = root
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader", "val_evaluator", "test_evaluator"):
+        if cfg.get(key) is not None:
+            _walk(cfg[key], fix)
+
+
+def set_backbone_weights(cfg, path: str, weights: str = "auto") -> None:
+    bb = cfg.model.backbone
+    if bb.get("type") != "TimmBackbone":
+        raise ValueError(f"--backbone-weights needs a TimmBackbone config, this one has {bb.get('type')!r}")
+    bb.checkpoint = path
+    bb.weights = weights
