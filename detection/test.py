@@ -28,25 +28,17 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from mmdet.utils import register_all_modules
-    from mmengine.config import Config, DictAction
     from mmengine.runner import Runner
 
     import etrain_mmdet  # noqa: F401
-    from etrain_mmdet.config_utils import set_data_root
+    from etrain_mmdet.config_utils import load_config
 
     register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest="x")(None, ns, args.cfg_options)
-        cfg.merge_from_dict(ns.x)
-    if args.data_root:
-        set_data_root(cfg, args.data_root)
+    cfg = load_config(args.config, args.cfg_options, args.data_root, args.work_dir)
     cfg.model.backbone.checkpoint = None  # the detector checkpoint carries the backbone
     cfg.model.backbone.pop("init_cfg", None)
     cfg.launcher = args.launcher
     cfg.load_from = args.checkpoint
-    cfg.work_dir = args.work_dir or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     metrics = Runner.from_cfg(cfg).test()
     print(metrics)
     return 0

@@ -37,25 +37,15 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    from mmengine.config import Config, DictAction
-
     import etrain_mmdet  # noqa: F401  registers TimmBackbone
-    from etrain_mmdet.config_utils import set_backbone_weights, set_data_root
+    from etrain_mmdet.config_utils import load_config, set_backbone_weights
 
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest="x")(None, ns, args.cfg_options)
-        cfg.merge_from_dict(ns.x)
-    if args.data_root:
-        set_data_root(cfg, args.data_root)
+    cfg = load_config(args.config, args.cfg_options, args.data_root, args.work_dir)
     if args.backbone_weights:
         set_backbone_weights(cfg, args.backbone_weights, args.weights or "auto")
     elif args.weights:
         cfg.model.backbone.weights = args.weights
     cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
-        "work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.loss_scale = "dynamic"

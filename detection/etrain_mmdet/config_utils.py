@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["set_data_root", "set_backbone_weights"]
+__all__ = ["load_config", "set_data_root", "set_backbone_weights"]
 
 
 def _walk(node: Any, fn) -> None:
@@ -16,6 +16,25 @@ def _walk(node: Any, fn) -> None:
     elif isinstance(node, (list, tuple)):
         for v in node:
             _walk(v, fn)
+
+
+def load_config(path: str, cfg_options: list[str] | None = None, data_root: str | None = None,
+                work_dir: str | None = None):
+    """Config.fromfile + ``--cfg-options KEY=VALUE ...`` + ``--data-root``; work_dir defaults to work_dirs/<name>."""
+    import argparse
+
+    from mmengine.config import Config, DictAction
+
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        ns = argparse.Namespace()
+        DictAction(option_strings=[], dest="x")(None, ns, cfg_options)
+        cfg.merge_from_dict(ns.x)
+    if data_root:
+        set_data_root(cfg, data_root)
+    cfg.work_dir = work_dir or cfg.get("work_dir") or os.path.join(
+        "work_dirs", os.path.splitext(os.path.basename(path))[0])
+    return cfg
 
 
 def set_data_root(cfg, root: str) -> None:
