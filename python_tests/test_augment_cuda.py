@@ -44,6 +44,9 @@ def test_each_op_cuda_equals_cpu(code, c):
         if code in (AF.OP_CODES["solarize"], AF.OP_CODES["solarize_add"]):
             params[:, 0] = torch.randint(0, 257, (n,), generator=g)
             params[:, 1] = 128
+        if code == AF.OP_CODES["gaussian_blur"]:
+            params[:, 0] = torch.rand(n, generator=g, dtype=torch.float64) * 4  # timm: [0.1, 2]
+            params[:3, 0] = torch.tensor([0.0, 1e-30, 0.1], dtype=torch.float64)  # copies and the smallest blur
     op = torch.full((n,), code, dtype=torch.int64)
     interp = torch.arange(n) % 3
     fill = torch.randint(0, 256, (n, c), generator=g, dtype=torch.uint8)
@@ -53,9 +56,30 @@ def test_each_op_cuda_equals_cpu(code, c):
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (3, 2), (5, 7), (1, 9), (9, 1), (224, 160)], ids=str)
+def test_gaussian_blur_cuda_equals_cpu_all_sizes(hw, c):
+    # images smaller than the box (Pillow's edgeA > edgeB branch) up to a training size; radii from 0 to 1000,
+    # samples of other ops in the same slot (the pixel pass must leave the blurred samples to the blur passes)
+    x = _batch(n=12, c=c, h=hw[0], w=hw[1], seed=5)
+    radii = torch.tensor([0.0, 0.1, 0.5, 1.0, 2.0, 3.7, 12.0, 1000.0, 1.5, 0.7, 2.0, 0.25], dtype=torch.float64)
+    params = torch.zeros(12, 6, dtype=torch.float64)
+    params[:, 0] = radii
+    op = torch.full((12,), AF.OP_CODES["gaussian_blur"], dtype=torch.int64)
+    op[-4:] = torch.tensor([AF.OP_CODES["invert"], AF.OP_CODES["identity"], AF.OP_CODES["brightness"],
+                            AF.OP_CODES["sharpness"]])
+    interp = torch.full((12,), 2, dtype=torch.int64)
+    fill = torch.zeros(12, c, dtype=torch.uint8)
+    cpu = AF.apply_slot(x, op, params, interp, fill)
+    gpu = AF.apply_slot(x.cuda(), op, params, interp, fill)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+    torch.testing.assert_close(AF.gaussian_blur(x.cuda(), radii).cpu(), AF.gaussian_blur(x, radii), rtol=0, atol=0)
+
+
 def test_mixed_slot_and_policy_cuda_equals_cpu():
     x = _batch(n=64, h=64, w=48)
-    for policy in ("rand-m9-mstd0.5-inc1", "rand-m7-n3-p0.9-mstd1", "rand-m10-n2-p1.0"):
+    for policy in ("rand-m9-mstd0.5-inc1", "rand-m7-n3-p0.9-mstd1", "rand-m10-n2-p1.0", "rand-m9-mstd0.5-t3a",
+                   "rand-m9-mstd0.5-t3aw"):
         ra = RandAugment(policy)
         cpu = ra(x, generator=torch.Generator().manual_seed(3))
         gpu = ra(x.cuda(), generator=torch.Generator().manual_seed(3))

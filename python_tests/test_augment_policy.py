@@ -34,10 +34,14 @@ def test_transform_lists_match_timm():
     assert P.RAND_TRANSFORMS == ta._RAND_TRANSFORMS
     assert P.RAND_INCREASING_TRANSFORMS == ta._RAND_INCREASING_TRANSFORMS
     assert P.RAND_WEIGHTED_0 == ta._RAND_WEIGHTED_0
+    assert P.RAND_3A == ta._RAND_3A
+    assert P.RAND_WEIGHTED_3A == ta._RAND_WEIGHTED_3A
+    assert set(P.KNOWN_OPS) == set(ta.NAME_TO_OP) == set(ta.LEVEL_TO_ARG)
 
 
 @pytest.mark.parametrize("s", ["rand-m9-mstd0.5-inc1", "rand-m7-n3-p0.8-mstd1.0", "rand-m12-mmax15-mstd101",
-                               "rand-m5-inc0-tweights", "rand", "rand-n1-p1.0"])
+                               "rand-m5-inc0-tweights", "rand", "rand-n1-p1.0", "rand-m9-mstd0.5-t3a",
+                               "rand-m9-mstd0.5-t3aw", "rand-m7-inc1-t3a"])
 def test_policy_settings_match_timm(s):
     ours = RandAugment(s)
     ref = ta.rand_augment_transform(s, {"translate_const": 100, "img_mean": (124, 116, 104)})
@@ -60,7 +64,7 @@ def test_policy_settings_match_timm(s):
     ("rand-m9-n2.5", "cannot parse"),
     ("augmix-m5", "must start with 'rand'"),
     ("rand-m9-tfoo", "unknown transform set"),
-    ("rand-m9-t3a", "GaussianBlur"),
+    ("rand-m9-t3b", "unknown transform set"),
     ("rand-p1.5", "p must be in"),
 ])
 def test_bad_policy_strings_raise_value_error(s, match):
@@ -69,6 +73,7 @@ def test_bad_policy_strings_raise_value_error(s, match):
 
 
 def test_parse_policy_values():
+    assert parse_policy("rand-m9-mstd0.5-t3aw")["transforms"] == "3aw"
     cfg = parse_policy("rand-m9-n3-p0.7-mstd200-mmax12-inc1-tweights")
     assert cfg == dict(magnitude=9.0, num_layers=3, prob=0.7, magnitude_std=math.inf, magnitude_max=12,
                        increasing=True, transforms="weights")
@@ -134,7 +139,8 @@ def _timm_draws(policy: str, n_images: int, magnitude: float | None = None, seed
 
 
 @pytest.mark.parametrize("policy,m", [("rand-m9-mstd0.5-inc1", None), ("rand-m9.8-mstd0.5", None),
-                                      ("rand-m6-n3-p0.8-mstd101", None), ("rand-m3-mstd2-mmax5-inc1", None)])
+                                      ("rand-m6-n3-p0.8-mstd101", None), ("rand-m3-mstd2-mmax5-inc1", None),
+                                      ("rand-m9-mstd0.5-t3a", None), ("rand-m9-mstd0.5-t3aw", None)])
 def test_draw_statistics_match_timm(policy, m):
     # timm parses m with int(); use the same integer magnitude for both
     timm_policy = policy.replace("m9.8", "m10") if "m9.8" in policy else policy
@@ -199,12 +205,19 @@ def test_level_arguments_match_timm(name, negate, monkeypatch):
     levels = [0.0, 0.7, 2.4, 2.5, 5.0, 9.0, 9.99, 10.0]
     lvl = torch.tensor(levels, dtype=torch.float64) / 10
     sign = torch.full((len(levels),), -1.0 if negate else 1.0, dtype=torch.float64)
-    code, params = P._op_args(name, lvl, sign, 40, 48, 0.4, 100.0)
+    u = torch.tensor([random.Random(i).random() for i in range(len(levels))], dtype=torch.float64)
+    code, params = P._op_args(name, lvl, sign, 40, 48, 0.4, 100.0, u)
     for i, level in enumerate(levels):
         fn = ta.LEVEL_TO_ARG[name]
         args = fn(level, hp) if fn is not None else ()
         p = params[i]
-        if name in ("AutoContrast", "Equalize", "Invert"):
+        if name == "GaussianBlur":
+            assert code == AF.OP_CODES["gaussian_blur"] and p[0].item() == args[0]
+        elif name == "GaussianBlurRand":
+            # timm's gaussian_blur_rand: random.uniform(0.1, 2.0 * factor) with factor = level_to_arg's value
+            assert code == AF.OP_CODES["gaussian_blur"]
+            assert p[0].item() == random.Random(i).uniform(0.1, 2.0 * args[0]), (level, args)
+        elif name in ("AutoContrast", "Equalize", "Invert"):
             assert args == ()
         elif name == "Rotate":
             assert torch.equal(p, AF.rotate_matrix(torch.tensor([args[0]], dtype=torch.float64), 48, 40)[0])
@@ -232,26 +245,73 @@ def test_level_arguments_match_timm(name, negate, monkeypatch):
 
 # ---- end to end: the batched policy equals timm's op functions applied with the same draws ----
 
-def test_policy_output_equals_timm_ops_given_the_same_draws(monkeypatch):
-    ra = RandAugment("rand-m9-n3-p0.7-mstd1-inc1", {"img_mean": (124, 116, 104), "translate_pct": 0.3})
-    x = _batch(30)
-    g = torch.Generator().manual_seed(11)
-    got = ra(x, generator=torch.Generator().manual_seed(11))
-    d = ra.draw(30, g)
+def _check_policy_equals_timm_ops(ra: RandAugment, x: torch.Tensor, seed: int, monkeypatch, gray: bool = False):
+    """ra(x) equals timm's op functions applied image by image with ra's draws (level_to_arg and the op function
+    from timm, the sign and GaussianBlurRand's uniform from the draws)."""
+    n = x.shape[0]
+    got = ra(x, generator=torch.Generator().manual_seed(seed))
+    d = ra.draw(n, torch.Generator().manual_seed(seed))
     pil = {1: Image.Resampling.BILINEAR, 2: Image.Resampling.BICUBIC}
-    for i in range(30):
-        img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
+    fill = (124, 116, 104)[:1] if gray else (124, 116, 104)
+    seen = set()
+    for i in range(n):
+        arr = x[i].permute(1, 2, 0).numpy()
+        img = Image.fromarray(arr[..., 0] if gray else arr)
         for s in range(ra.num_layers):
             if not d["applied"][i, s]:
                 continue
             name = ra.ops[d["op"][i, s]]
+            seen.add(name)
             neg = bool(d["negate"][i, s])
             monkeypatch.setattr(ta, "_randomly_negate", lambda v, neg=neg: -v if neg else v)
+            if "blur_u" in d:
+                r = random.Random(0)
+                monkeypatch.setattr(r, "random", lambda u=float(d["blur_u"][i, s]): u)
+                monkeypatch.setattr(random, "uniform", r.uniform)
             args = ta.LEVEL_TO_ARG[name](d["magnitude"][i, s].item(), ra.hparams) if ta.LEVEL_TO_ARG[name] else ()
             if name.startswith("Posterize"):
                 args = (max(1, args[0]),)
-            img = ta.NAME_TO_OP[name](img, *args, fillcolor=(124, 116, 104), resample=pil[int(d["interp"][i, s])])
-        np.testing.assert_array_equal(got[i].permute(1, 2, 0).numpy(), np.asarray(img), err_msg=f"image {i}")
+            img = ta.NAME_TO_OP[name](img, *args, fillcolor=fill, resample=pil[int(d["interp"][i, s])])
+        out = got[i].permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(out[..., 0] if gray else out, np.asarray(img), err_msg=f"image {i}")
+    return seen
+
+
+def test_policy_output_equals_timm_ops_given_the_same_draws(monkeypatch):
+    ra = RandAugment("rand-m9-n3-p0.7-mstd1-inc1", {"img_mean": (124, 116, 104), "translate_pct": 0.3})
+    _check_policy_equals_timm_ops(ra, _batch(30), 11, monkeypatch)
+
+
+@pytest.mark.parametrize("policy", ["rand-m9-mstd0.5-t3a", "rand-m9-mstd0.5-t3aw", "rand-m10-n3-p1.0-mstd101-t3a"])
+@pytest.mark.parametrize("gray", [False, True], ids=["rgb", "gray"])
+def test_3augment_policies_equal_timm_ops_given_the_same_draws(policy, gray, monkeypatch):
+    # timm's 3-Augment sets (SolarizeIncreasing, Desaturate, GaussianBlur; t3aw: weighted, 14 ops)
+    ra = RandAugment(policy, {"img_mean": (124, 116, 104)})
+    x = _batch(40)
+    if gray:
+        x = torch.from_numpy(np.stack([np.asarray(Image.fromarray(p).convert("L")) for p in PHOTOS] * 14)[:40, None])
+    seen = _check_policy_equals_timm_ops(ra, x, 5, monkeypatch, gray=gray)
+    assert "GaussianBlur" in seen
+
+
+def test_transforms_argument_with_gaussian_blur_rand_equals_timm(monkeypatch):
+    # an explicit op list (timm's rand_augment_transform(..., transforms=[...])), GaussianBlurRand included
+    ops = ["GaussianBlurRand", "GaussianBlur", "Rotate", "Desaturate"]
+    ra = RandAugment("rand-m8-n2-p0.9-mstd1", {"img_mean": (124, 116, 104)}, transforms=ops)
+    ref = ta.rand_augment_transform("rand-m8-n2-p0.9-mstd1", {"img_mean": (124, 116, 104)}, transforms=ops)
+    assert ra.ops == [op.name for op in ref.ops] and ra.weights is None
+    seen = _check_policy_equals_timm_ops(ra, _batch(40), 2, monkeypatch)
+    assert "GaussianBlurRand" in seen
+    weighted = RandAugment("rand-m8", transforms={"GaussianBlurRand": 2, "Invert": 1, "Equalize": 1})
+    assert weighted.ops == ["GaussianBlurRand", "Invert", "Equalize"] and weighted.weights == [2.0, 1.0, 1.0]
+    d = weighted.draw(500, torch.Generator().manual_seed(0))
+    assert d["blur_u"].shape == (500, 2) and 0 <= d["blur_u"].min() and d["blur_u"].max() < 1
+    # the other draws do not depend on whether GaussianBlurRand is in the list
+    assert "blur_u" not in RandAugment("rand-m9-t3aw").draw(3)
+    for bad, match in [(["Rotate", "Cutout"], "unknown ops"), ({"Rotate": -1.0}, "weights"), ([], "empty"),
+                       ("3b", "unknown transform set")]:
+        with pytest.raises(ValueError, match=match):
+            RandAugment("rand-m9", transforms=bad)
 
 
 def test_m0_still_applies_magnitude_free_ops():

@@ -2,7 +2,8 @@
 //
 // One call of `augment_slot` applies one "op slot" to a whole batch: sample n gets op[n] with its own
 // parameters params[n, 0..5], interpolation interp[n] and fill colour fill[n, :]. CPU: at::parallel_for over
-// samples. CUDA: a fixed three launches per slot (histograms, per-sample LUTs, one pass over the pixels).
+// samples. CUDA: a fixed five launches per slot (histograms, per-sample LUTs, one pass over the pixels, and the
+// GaussianBlur row and column passes).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -23,8 +24,15 @@ enum OpCode : int64_t {
   kSharpness = 9,     // params[0] = factor
   kAutoContrast = 10, //
   kEqualize = 11,     //
-  kNumOps = 12
+  kGaussianBlur = 12, // params[0] = radius (ImageFilter.GaussianBlur: 3 box-blur passes per direction, Pillow's
+                      // BoxBlur.c); must be in [0, kMaxBlurRadius]
+  kNumOps = 13
 };
+
+// Largest GaussianBlur radius the kernels accept (keeps Pillow's int/uint32 arithmetic free of overflow UB).
+// The CPU kernel rejects radii outside [0, kMaxBlurRadius] (and NaN) with a ValueError; the CUDA kernel leaves
+// such samples unchanged (checking would need a device sync; the Python front end validates).
+constexpr double kMaxBlurRadius = 1.0e6;
 
 enum Interp : int64_t { kNearest = 0, kBilinear = 1, kBicubic = 2 };
 
@@ -47,7 +55,7 @@ at::Tensor augment_chain_cpu(const at::Tensor& x, const at::Tensor& op, const at
 #ifdef ETRAIN_WITH_CUDA
 at::Tensor augment_slot_cuda(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params,
                              const at::Tensor& interp, const at::Tensor& fill);
-// On CUDA: one slot after the other (3 launches each).
+// On CUDA: one slot after the other (5 launches each).
 at::Tensor augment_chain_cuda(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params,
                               const at::Tensor& interp, const at::Tensor& fill);
 #endif

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -480,11 +481,20 @@ void affine_image(const uint8_t* src, uint8_t* dst, int H, int W, const double* 
   }
 }
 
+// `blur_tmp`: a scratch image of C * H * W bytes (GaussianBlur's intermediate passes), distinct from src and dst.
 void one_sample(const uint8_t* src, uint8_t* dst, int C, int H, int W, int64_t op, const double* p, int64_t interp,
-                const uint8_t* fill) {
+                const uint8_t* fill, uint8_t* blur_tmp) {
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
   switch (op) {
+    case kGaussianBlur: {
+      // ImageFilter.GaussianBlur: the CUDA threads' row and column functions, in loops.
+      const BoxBlur b = gaussian_blur_params(p[0]);
+      if (!b.active) break;  // radius 0: copy (below)
+      for (int64_t r = 0; r < static_cast<int64_t>(C) * H; ++r) blur_row(src, dst, blur_tmp, r, W, b);
+      for (int64_t k = 0; k < static_cast<int64_t>(C) * W; ++k) blur_col(dst, blur_tmp, k, H, W, b);
+      return;
+    }
     case kAffine:
       if (C == 3) {
         affine_image<3>(src, dst, H, W, p, interp, fill);
@@ -551,6 +561,13 @@ void one_sample(const uint8_t* src, uint8_t* dst, int C, int H, int W, int64_t o
 
 namespace {
 
+// A double for an error message (std::ostringstream, not c10::str: see common/error_format.h).
+std::string format_double(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
 // Slots (L = 1) and chains: sample n runs ops[n * L + l] for l = 0..L-1, ping-ponging between its output image and
 // a scratch image so that the last op writes the output; identity ops are skipped (no copies).
 at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params, const at::Tensor& interp,
@@ -575,6 +592,11 @@ at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
                                                            std::to_string(ops[i]) + where);
     TORCH_CHECK_VALUE(ip[i] >= 0 && ip[i] <= 2, std::string(name) + ": interp codes must be 0 (nearest), 1 "
                                                 "(bilinear) or 2 (bicubic), got " + std::to_string(ip[i]) + where);
+    if (ops[i] == kGaussianBlur) {
+      const double r = pc.const_data_ptr<double>()[i * kNumParams];
+      TORCH_CHECK_VALUE(detail::blur_radius_ok(r), std::string(name) + ": GaussianBlur radius (params[..., 0]) must "
+                                                   "be in [0, 1e6], got " + format_double(r) + where);
+    }
   }
   if (N == 0 || per == 0) return out;
   const uint8_t* src = xc.const_data_ptr<uint8_t>();
@@ -583,6 +605,7 @@ at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
   const uint8_t* f = fc.const_data_ptr<uint8_t>();
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> scratch;
+    std::vector<uint8_t> blur_tmp;
     for (int64_t n = begin; n < end; ++n) {
       const int64_t* on = ops + n * L;
       int64_t k = 0;
@@ -599,7 +622,8 @@ at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
         if (on[l] == kIdentity) continue;
         uint8_t* target = to_out ? out_n : scratch.data();
         const int64_t i = n * L + l;
-        one_sample(cur, target, C, H, W, on[l], p + i * kNumParams, ip[i], f + n * C);
+        if (on[l] == kGaussianBlur && blur_tmp.empty()) blur_tmp.resize(static_cast<size_t>(per));
+        one_sample(cur, target, C, H, W, on[l], p + i * kNumParams, ip[i], f + n * C, blur_tmp.data());
         cur = target;
         to_out = !to_out;
       }

@@ -1,8 +1,10 @@
-// CUDA kernels of the augment ops: a fixed three launches per op slot for the whole batch (plus the histogram
+// CUDA kernels of the augment ops: a fixed five launches per op slot for the whole batch (plus the histogram
 // memset): (1) per-sample channel and luma histograms for the samples whose op needs them, (2) one block per
 // sample builds its per-channel 256-entry LUTs, (3) one pass over all pixels in which each sample runs its own
-// op (LUT lookup, Color, Sharpness or the affine warp). Op codes outside the known range act as the identity
-// (the Python front end validates them; checking here would need a device sync).
+// op (LUT lookup, Color, Sharpness or the affine warp), (4) GaussianBlur's row passes (one thread per row of the
+// blurred samples) and (5) its column passes (one thread per column). Op codes outside the known range, and
+// GaussianBlur radii outside [0, kMaxBlurRadius], act as the identity (the Python front end validates them;
+// checking here would need a device sync).
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -69,6 +71,7 @@ __global__ void apply_kernel(const uint8_t* __restrict__ x, uint8_t* __restrict_
   uint8_t* dst = out + n * C * plane;
   const double* p = params + n * kNumParams;
   const int y = static_cast<int>(o / W), xx = static_cast<int>(o % W);
+  if (blur_active(op, p)) return;  // written by blur_cols_kernel
   if (op == kAffine) {
     affine_pixel(src, dst, C, H, W, xx, y, p, interp[n], fill + n * C);
   } else if (op == kColor) {
@@ -81,6 +84,36 @@ __global__ void apply_kernel(const uint8_t* __restrict__ x, uint8_t* __restrict_
   } else {
     for (int c = 0; c < C; ++c) dst[c * plane + o] = src[c * plane + o];
   }
+}
+
+// GaussianBlur (detail::blur_row / blur_col): rows, grid (ceil(C*H / kBlurThreads), N), one thread per row of a
+// blurred sample; then columns, grid (ceil(C*W / kBlurThreads), N), one thread per column (adjacent threads read
+// adjacent bytes). out and tmp are written and read back by the same thread: no __restrict__ (see box_blur_line).
+constexpr int kBlurThreads = 128;
+
+__global__ void blur_rows_kernel(const uint8_t* __restrict__ x, uint8_t* out, uint8_t* tmp,
+                                 const int64_t* __restrict__ ops, const double* __restrict__ params, int C, int H,
+                                 int W) {
+  const int64_t n = blockIdx.y;
+  const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (r >= static_cast<int64_t>(C) * H) return;
+  if (ops[n] != kGaussianBlur) return;
+  const BoxBlur b = gaussian_blur_params(params[n * kNumParams]);
+  if (!b.active) return;
+  const int64_t off = n * C * static_cast<int64_t>(H) * W;
+  blur_row(x + off, out + off, tmp + off, r, W, b);
+}
+
+__global__ void blur_cols_kernel(uint8_t* out, uint8_t* tmp, const int64_t* __restrict__ ops,
+                                 const double* __restrict__ params, int C, int H, int W) {
+  const int64_t n = blockIdx.y;
+  const int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (k >= static_cast<int64_t>(C) * W) return;
+  if (ops[n] != kGaussianBlur) return;
+  const BoxBlur b = gaussian_blur_params(params[n * kNumParams]);
+  if (!b.active) return;
+  const int64_t off = n * C * static_cast<int64_t>(H) * W;
+  blur_col(out + off, tmp + off, k, H, W, b);
 }
 
 }  // namespace
@@ -118,6 +151,19 @@ at::Tensor augment_slot_cuda(const at::Tensor& x, const at::Tensor& op, const at
       xc.const_data_ptr<uint8_t>(), out.mutable_data_ptr<uint8_t>(), opc.const_data_ptr<int64_t>(),
       pc.const_data_ptr<double>(), ic.const_data_ptr<int64_t>(), fc.const_data_ptr<uint8_t>(),
       lut.const_data_ptr<uint8_t>(), C, H, W);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  // GaussianBlur (samples whose op is not a blur return at once; the scratch comes from the caching allocator).
+  auto tmp = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  const int64_t row_blocks = (static_cast<int64_t>(C) * H + kBlurThreads - 1) / kBlurThreads;
+  const int64_t col_blocks = (static_cast<int64_t>(C) * W + kBlurThreads - 1) / kBlurThreads;
+  TORCH_CHECK_VALUE(row_blocks <= 2147483647 && col_blocks <= 2147483647, "augment_slot: image too large");
+  blur_rows_kernel<<<dim3(static_cast<unsigned>(row_blocks), N), kBlurThreads, 0, stream>>>(
+      xc.const_data_ptr<uint8_t>(), out.mutable_data_ptr<uint8_t>(), tmp.mutable_data_ptr<uint8_t>(),
+      opc.const_data_ptr<int64_t>(), pc.const_data_ptr<double>(), C, H, W);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  blur_cols_kernel<<<dim3(static_cast<unsigned>(col_blocks), N), kBlurThreads, 0, stream>>>(
+      out.mutable_data_ptr<uint8_t>(), tmp.mutable_data_ptr<uint8_t>(), opc.const_data_ptr<int64_t>(),
+      pc.const_data_ptr<double>(), C, H, W);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }

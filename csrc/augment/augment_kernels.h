@@ -3,7 +3,7 @@
 // LUTs of ImageOps/ImageEnhance): float32 blends that truncate, double-precision affine sampling at pixel
 // centres with edge clamping, truncating bilinear and clipped bicubic (a = -1) interpolation. Multiplications
 // and additions go through dmul/dadd/fmul/fadd so that nvcc cannot contract them into FMAs (which round
-// differently from Pillow's separate operations).
+// differently from Pillow's separate operations). GaussianBlur replays BoxBlur.c (see gaussian_blur_params).
 #pragma once
 
 #include <c10/macros/Macros.h>
@@ -58,6 +58,21 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE float fadd(float a, float b) {
   return __fadd_rn(a, b);
 #else
   return a + b;
+#endif
+}
+
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE float fdiv(float a, float b) {
+#ifdef __CUDA_ARCH__
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE double dsqrt(double a) {
+#ifdef __CUDA_ARCH__
+  return __dsqrt_rn(a);
+#else
+  return std::sqrt(a);
 #endif
 }
 
@@ -342,6 +357,112 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE void sharpness_pixel(const uint8_t* src, uin
     }
     dst[c * plane + o] = blend(d, v, f);
   }
+}
+
+// ---- GaussianBlur: ImageFilter.GaussianBlur(radius) = Pillow's ImagingGaussianBlur (BoxBlur.c) ----
+//
+// Pillow turns the Gaussian radius (parsed as a C float) into the radius of an "extended box" (integer part plus
+// a fractional weight for the two far pixels), then runs 3 box-blur passes along every row and then 3 along
+// every column (via a transpose), each pass in 8.24 fixed point with edge-pixel replication. A box radius of
+// exactly 0 (Gaussian radius 0, or so small that radius^2 underflows in float) copies the image.
+struct BoxBlur {
+  int radius;   // integer part of the box radius
+  uint32_t ww;  // weight of each of the 2 * radius + 1 inner pixels, (1 << 24) / (2 * box + 1)
+  uint32_t fw;  // weight of each of the two far pixels (the fractional part)
+  bool active;  // false: the image is copied unchanged
+};
+
+// _gaussian_blur_radius(radius, passes = 3): float arithmetic, except the box length L (double sqrt).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE float gaussian_box_radius(float radius) {
+  const float sigma2 = fdiv(fmul(radius, radius), 3.0f);
+  const float L = static_cast<float>(dsqrt(dadd(dmul(12.0, static_cast<double>(sigma2)), 1.0)));
+  const float l = static_cast<float>(floor(dadd(static_cast<double>(L), -1.0) / 2.0));
+  const float l1 = fadd(l, 1.0f);
+  float a = fmul(fadd(fmul(2.0f, l), 1.0f), fadd(fmul(l, l1), -fmul(3.0f, sigma2)));
+  a = fdiv(a, fmul(6.0f, fadd(sigma2, -fmul(l1, l1))));
+  return fadd(l, a);
+}
+
+// Whether a GaussianBlur radius is one the kernels run (NaN fails both comparisons).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE bool blur_radius_ok(double radius) {
+  return radius >= 0.0 && radius <= kMaxBlurRadius;
+}
+
+// The box of ImagingHorizontalBoxBlur for a Gaussian radius (params[0], converted to float as PyArg "f" does).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE BoxBlur gaussian_blur_params(double radius) {
+  BoxBlur b{0, 0, 0, false};
+  if (!blur_radius_ok(radius)) return b;
+  const float box = gaussian_box_radius(static_cast<float>(radius));
+  if (box == 0.0f) return b;  // ImagingBoxBlur: xradius == 0 and yradius == 0 -> copy
+  b.radius = static_cast<int>(box);
+  b.ww = static_cast<uint32_t>(fdiv(16777216.0f, fadd(fmul(box, 2.0f), 1.0f)));
+  b.fw = ((uint32_t{1} << 24) - static_cast<uint32_t>(b.radius * 2 + 1) * b.ww) / 2u;
+  b.active = true;
+  return b;
+}
+
+// Whether sample's op slot blurs (the CUDA pixel pass leaves those samples to the blur passes).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE bool blur_active(int64_t op, const double* p) {
+  return op == kGaussianBlur && gaussian_blur_params(p[0]).active;
+}
+
+// ImagingLineBoxBlur8: one box-blur pass over a line of n pixels, in[i * is] -> out[i * os] (must not overlap).
+// Unsigned 32-bit arithmetic exactly as Pillow's (acc may wrap around transiently, as there). No __restrict__:
+// on CUDA the passes read lines that the same kernel wrote, which must not go through the non-coherent
+// read-only cache that restrict-qualified const pointers allow.
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void box_blur_line(const uint8_t* in, int64_t is, uint8_t* out, int64_t os, int n,
+                                                       const BoxBlur& b) {
+  const int radius = b.radius, lastx = n - 1;
+  const uint32_t ww = b.ww, fw = b.fw;
+  const int edgeA = radius + 1 < n ? radius + 1 : n;
+  const int edgeB = n - radius - 1 > 0 ? n - radius - 1 : 0;
+#define ETRAIN_IN(i) static_cast<uint32_t>(in[static_cast<int64_t>(i) * is])
+#define ETRAIN_STEP(x, sub, add, left, right)                                                 \
+  {                                                                                           \
+    acc += ETRAIN_IN(add) - ETRAIN_IN(sub);                                                   \
+    const uint32_t bulk = acc * ww + (ETRAIN_IN(left) + ETRAIN_IN(right)) * fw;              \
+    out[static_cast<int64_t>(x) * os] = static_cast<uint8_t>((bulk + (uint32_t{1} << 23)) >> 24); \
+  }
+  // acc of pixel -1: the first pixel radius + 1 times, then pixels 0 .. edgeA - 2, the last pixel for the rest.
+  uint32_t acc = ETRAIN_IN(0) * static_cast<uint32_t>(radius + 1);
+  for (int x = 0; x < edgeA - 1; ++x) acc += ETRAIN_IN(x);
+  acc += ETRAIN_IN(lastx) * static_cast<uint32_t>(radius - edgeA + 1);
+  if (edgeA <= edgeB) {
+    for (int x = 0; x < edgeA; ++x) ETRAIN_STEP(x, 0, x + radius, 0, x + radius + 1)
+    for (int x = edgeA; x < edgeB; ++x) ETRAIN_STEP(x, x - radius - 1, x + radius, x - radius - 1, x + radius + 1)
+    for (int x = edgeB; x <= lastx; ++x) ETRAIN_STEP(x, x - radius - 1, lastx, x - radius - 1, lastx)
+  } else {
+    for (int x = 0; x < edgeB; ++x) ETRAIN_STEP(x, 0, x + radius, 0, x + radius + 1)
+    for (int x = edgeB; x < edgeA; ++x) ETRAIN_STEP(x, 0, lastx, 0, lastx)
+    for (int x = edgeA; x <= lastx; ++x) ETRAIN_STEP(x, x - radius - 1, lastx, x - radius - 1, lastx)
+  }
+#undef ETRAIN_STEP
+#undef ETRAIN_IN
+}
+
+// The 3 passes of one line: in -> t1 -> t2 -> out (t1, t2: scratch; Pillow passes through a line buffer).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void box_blur_line3(const uint8_t* in, int64_t is, uint8_t* t1, int64_t s1,
+                                                        uint8_t* t2, int64_t s2, uint8_t* out, int64_t os, int n,
+                                                        const BoxBlur& b) {
+  box_blur_line(in, is, t1, s1, n, b);
+  box_blur_line(t1, s1, t2, s2, n, b);
+  box_blur_line(t2, s2, out, os, n, b);
+}
+
+// GaussianBlur of one sample [C, H, W] as two sweeps of independent lines, the work of one CUDA thread each (the
+// CPU kernel runs the same functions in loops): first every row r of the C * H rows (src -> tmp -> dst -> tmp),
+// then every column k of the C * W columns (tmp -> dst -> tmp -> dst). src, dst and tmp are distinct images; a
+// line's passes touch only that line of dst and tmp, so all rows (then all columns) can run concurrently.
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void blur_row(const uint8_t* src, uint8_t* dst, uint8_t* tmp, int64_t r, int W,
+                                                  const BoxBlur& b) {
+  const int64_t o = r * W;
+  box_blur_line3(src + o, 1, tmp + o, 1, dst + o, 1, tmp + o, 1, W, b);
+}
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE void blur_col(uint8_t* dst, uint8_t* tmp, int64_t k, int H, int W,
+                                                  const BoxBlur& b) {
+  const int64_t c = k / W, col = k % W;
+  const int64_t o = c * static_cast<int64_t>(H) * W + col;
+  box_blur_line3(tmp + o, W, dst + o, W, tmp + o, W, dst + o, W, H, b);
 }
 
 }  // namespace etrain::augment::detail

@@ -25,19 +25,21 @@ from .. import _C  # noqa: F401  (registers torch.ops.etrain.*)
 
 __all__ = [
     "auto_contrast", "equalize", "invert", "rotate", "posterize", "solarize", "solarize_add", "color", "contrast",
-    "brightness", "sharpness", "shear_x", "shear_y", "translate_x_rel", "translate_y_rel", "apply_slot",
-    "OP_CODES", "INTERP_CODES",
+    "brightness", "sharpness", "shear_x", "shear_y", "translate_x_rel", "translate_y_rel", "gaussian_blur",
+    "gaussian_blur_rand", "gaussian_blur_rand_radius", "apply_slot", "OP_CODES", "INTERP_CODES",
 ]
 
 # Mirrors csrc/augment/augment.h.
 OP_CODES = {
     "identity": 0, "affine": 1, "invert": 2, "posterize": 3, "solarize": 4, "solarize_add": 5, "brightness": 6,
-    "contrast": 7, "color": 8, "sharpness": 9, "auto_contrast": 10, "equalize": 11,
+    "contrast": 7, "color": 8, "sharpness": 9, "auto_contrast": 10, "equalize": 11, "gaussian_blur": 12,
 }
 INTERP_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 # Pillow's Image.Resampling codes -> ours.
 _PIL_TO_INTERP = {0: 0, 2: 1, 3: 2}
 NUM_PARAMS = 6
+# Largest GaussianBlur radius (csrc/augment/augment.h kMaxBlurRadius).
+MAX_BLUR_RADIUS = 1.0e6
 
 
 def check_batch(x: torch.Tensor, name: str = "x") -> None:
@@ -309,3 +311,44 @@ def sharpness(x: torch.Tensor, factor, **_) -> torch.Tensor:
     """timm ``sharpness``: ``ImageEnhance.Sharpness`` (blend with ImageFilter.SMOOTH, borders kept)."""
     check_batch(x)
     return _run(x, "sharpness", _per_sample(factor, x.shape[0], "factor"))
+
+
+# ---- filters ----
+
+def _blur_radius(radius, n: int) -> torch.Tensor:
+    r = _per_sample(radius, n, "radius")
+    bad = (r < 0) | (r > MAX_BLUR_RADIUS)
+    if bool(bad.any()):
+        raise ValueError(f"radius: GaussianBlur radii must be in [0, {MAX_BLUR_RADIUS:g}], got {r[bad][:4].tolist()} "
+                         "(Pillow would blur a negative radius like its absolute value; it is rejected here)")
+    return r
+
+
+def gaussian_blur(x: torch.Tensor, radius, **_) -> torch.Tensor:
+    """timm ``gaussian_blur``: ``img.filter(ImageFilter.GaussianBlur(radius))``, Pillow's approximation by three
+    extended box blurs per direction (edge pixels replicated); radius 0 returns the image. ``radius`` is a number
+    or a tensor ``[N]`` in [0, 1e6]; NaN/Inf and negative radii raise ValueError."""
+    check_batch(x)
+    return _run(x, "gaussian_blur", _blur_radius(radius, x.shape[0]))
+
+
+def gaussian_blur_rand_radius(factor, u) -> torch.Tensor:
+    """The radius timm's ``gaussian_blur_rand`` draws, ``random.uniform(0.1, 2.0 * factor)``, for uniforms ``u`` in
+    [0, 1) (Python's ``uniform(a, b) = a + (b - a) * random()``, the same float64 operations)."""
+    f = torch.as_tensor(factor, dtype=torch.float64)
+    return 0.1 + (2.0 * f - 0.1) * torch.as_tensor(u, dtype=torch.float64)
+
+
+def gaussian_blur_rand(x: torch.Tensor, factor, generator: torch.Generator | None = None, **_) -> torch.Tensor:
+    """timm ``gaussian_blur_rand``: GaussianBlur with a radius drawn per sample uniformly between 0.1 and
+    ``2 * factor`` (timm's ``random.uniform(0.1, 2.0 * factor)``; here from ``generator``, a CPU
+    ``torch.Generator``, default torch's global one). ``factor``: a number or a tensor ``[N]``, >= 0 (timm's
+    level_to_arg gives [0, 1])."""
+    check_batch(x)
+    n = x.shape[0]
+    f = _per_sample(factor, n, "factor")
+    if bool((f < 0).any()):
+        raise ValueError(f"factor: must be >= 0, got {f[f < 0][:4].tolist()}")
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return gaussian_blur(x, gaussian_blur_rand_radius(f, u))
+

@@ -6,14 +6,17 @@ kernel launches per slot). The draws follow ``timm.data.auto_augment`` (RandAugm
 distribution:
 
 * ops: ``n`` per image, uniformly with replacement from the transform list (``t`` weighted lists: without
-  replacement, as timm's ``np.random.choice(..., replace=False, p=w)``);
+  replacement, as timm's ``np.random.choice(..., replace=False, p=w)``); transform sets: the default list, ``inc1``
+  (the ``*Increasing`` list), ``tweights``, ``t3a`` and ``t3aw`` (timm's 3-Augment sets, with GaussianBlur);
 * each op is applied with probability ``p`` (timm: skipped when ``random() > p``);
 * magnitude: ``m``, or ``N(m, mstd)`` for ``mstd > 0``, or ``U(0, m)`` for ``mstd = inf`` (``mstd > 100`` in the
   string), then clipped to ``[0, mmax]`` (``mmax`` default 10; ``mmax0`` means 10 as in timm);
 * signs: each signed argument (rotate, shear, translate, ``*Increasing`` enhance) is negated with probability 1/2;
 * interpolation: ``hparams['interpolation']`` if given (a Pillow code/str, or a sequence to choose from per
   sample), else bilinear or bicubic with probability 1/2 each;
-* fill colour: ``hparams['img_mean']`` (default (128, 128, 128)).
+* fill colour: ``hparams['img_mean']`` (default (128, 128, 128));
+* GaussianBlurRand (only in a ``transforms`` list): its radius ``uniform(0.1, 2 * factor)`` from one more uniform
+  per slot (``draw()["blur_u"]``, drawn after the others and only when the op list contains it).
 
 The random numbers come from a ``torch.Generator`` (CPU), so a seeded generator reproduces a call exactly, on the
 CPU or the GPU; they are not timm's Python/NumPy streams, so individual images differ from timm's, but the
@@ -33,7 +36,7 @@ import torch
 from . import functional as F
 
 __all__ = ["RandAugment", "RandAugmentTransform", "from_timm_string", "parse_policy", "RAND_TRANSFORMS",
-           "RAND_INCREASING_TRANSFORMS", "RAND_WEIGHTED_0"]
+           "RAND_INCREASING_TRANSFORMS", "RAND_WEIGHTED_0", "RAND_3A", "RAND_WEIGHTED_3A"]
 
 LEVEL_DENOM = 10.0
 
@@ -52,9 +55,15 @@ RAND_WEIGHTED_0 = {
     "ContrastIncreasing": .05, "BrightnessIncreasing": .05, "Equalize": .05, "PosterizeIncreasing": 0.05,
     "Invert": 0.05,
 }
-# Every op name this module implements (timm's NAME_TO_OP minus GaussianBlur/GaussianBlurRand).
+RAND_3A = ["SolarizeIncreasing", "Desaturate", "GaussianBlur"]
+RAND_WEIGHTED_3A = {
+    "SolarizeIncreasing": 6, "Desaturate": 6, "GaussianBlur": 6, "Rotate": 3, "ShearX": 2, "ShearY": 2,
+    "PosterizeIncreasing": 1, "AutoContrast": 1, "ColorIncreasing": 1, "SharpnessIncreasing": 1,
+    "ContrastIncreasing": 1, "BrightnessIncreasing": 1, "Equalize": 1, "Invert": 1,
+}
+# Every op name this module implements (timm's NAME_TO_OP).
 KNOWN_OPS = sorted(set(RAND_TRANSFORMS) | set(RAND_INCREASING_TRANSFORMS) | {
-    "PosterizeOriginal", "TranslateX", "TranslateY", "Desaturate"})
+    "PosterizeOriginal", "TranslateX", "TranslateY", "Desaturate", "GaussianBlur", "GaussianBlurRand"})
 
 _HPARAM_KEYS = ("translate_const", "translate_pct", "img_mean", "interpolation", "magnitude_std", "magnitude_max")
 _FILL = (128, 128, 128)
@@ -110,14 +119,36 @@ def parse_policy(policy: str) -> dict[str, Any]:
     return cfg
 
 
-def _transform_list(name: str | None, increasing: bool) -> tuple[list[str], list[float] | None]:
-    if name is None or name == "":
+def _transform_list(spec, increasing: bool) -> tuple[list[str], list[float] | None]:
+    """timm's rand_augment_choices (a set name) or an explicit list / {name: weight} dict -> (ops, weights)."""
+    if spec is None or (isinstance(spec, str) and spec == ""):
         return list(RAND_INCREASING_TRANSFORMS if increasing else RAND_TRANSFORMS), None
-    if name == "weights":
-        return list(RAND_WEIGHTED_0), [float(v) for v in RAND_WEIGHTED_0.values()]
-    if name in ("3a", "3aw"):
-        raise ValueError(f"transform set 't{name}' needs GaussianBlur, which is not implemented")
-    raise ValueError(f"unknown transform set 't{name}'; known: 'tweights' (or none for the default list)")
+    if isinstance(spec, str):
+        if spec == "weights":
+            spec = RAND_WEIGHTED_0
+        elif spec == "3aw":
+            spec = RAND_WEIGHTED_3A
+        elif spec == "3a":
+            return list(RAND_3A), None
+        else:
+            raise ValueError(f"unknown transform set 't{spec}'; known: 'tweights', 't3a', 't3aw' (or none for the "
+                             "default list)")
+    if isinstance(spec, Mapping):
+        ops = [str(k) for k in spec]
+        weights = [float(v) for v in spec.values()]
+        if not ops or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"transforms: weights must be finite, >= 0 and not all 0, got {dict(spec)!r}")
+    elif isinstance(spec, Sequence):
+        ops, weights = [str(k) for k in spec], None
+        if not ops:
+            raise ValueError("transforms: empty list of ops")
+    else:
+        raise TypeError(f"transforms: expected a set name, a list of op names or a {{name: weight}} dict, got "
+                        f"{type(spec).__name__}")
+    unknown = [o for o in ops if o not in KNOWN_OPS]
+    if unknown:
+        raise ValueError(f"transforms: unknown ops {unknown}; known: {KNOWN_OPS}")
+    return ops, weights
 
 
 def _interp_choices(spec) -> list[int]:
@@ -156,12 +187,15 @@ class RandAugment:
     ``policy``: timm's string (see :func:`parse_policy`); ``hparams``: timm's hparams (``translate_const``,
     ``translate_pct``, ``img_mean``, ``interpolation``, ``magnitude_std``, ``magnitude_max``; values given here
     take precedence over the string's mstd/mmax, as in timm); ``generator``: a CPU ``torch.Generator`` for the
-    draws (default: torch's global generator). ``magnitude`` is settable at any time (e.g. per step from
-    :meth:`magnitude_at`).
+    draws (default: torch's global generator); ``transforms``: as timm's ``rand_augment_transform(...,
+    transforms=)``, a set name (``"weights"``, ``"3a"``, ``"3aw"``), a list of op names or a ``{name: weight}``
+    dict (weighted: without replacement); it wins over the string's ``t`` section. ``magnitude`` is settable at
+    any time (e.g. per step from :meth:`magnitude_at`).
     """
 
     def __init__(self, policy: str = "rand-m9-mstd0.5-inc1", hparams: Mapping[str, Any] | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, *,
+                 transforms: str | Sequence[str] | Mapping[str, float] | None = None):
         cfg = parse_policy(policy)
         hp = dict(hparams or {})
         unknown = sorted(set(hp) - set(_HPARAM_KEYS))
@@ -169,7 +203,8 @@ class RandAugment:
             raise ValueError(f"hparams: unknown keys {unknown}; known: {list(_HPARAM_KEYS)}")
         self.policy = policy
         self.hparams = hp
-        self.ops, self.weights = _transform_list(cfg["transforms"], cfg["increasing"])
+        self.ops, self.weights = _transform_list(transforms if transforms is not None else cfg["transforms"],
+                                                 cfg["increasing"])
         self.num_layers = int(cfg["num_layers"])
         self.prob = float(cfg["prob"])
         mstd = hp.get("magnitude_std", cfg["magnitude_std"])
@@ -213,7 +248,8 @@ class RandAugment:
     # -- draws --
     def draw(self, n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """The random choices for ``n`` images: ``op`` [n, L] (index into ``self.ops``), ``applied`` [n, L] bool,
-        ``magnitude`` [n, L] float64 (after clipping), ``negate`` [n, L] bool, ``interp`` [n, L] int64."""
+        ``magnitude`` [n, L] float64 (after clipping), ``negate`` [n, L] bool, ``interp`` [n, L] int64, and, when
+        the op list has GaussianBlurRand, ``blur_u`` [n, L] float64 in [0, 1) (its radius draw)."""
         g = generator if generator is not None else self.generator
         L = self.num_layers
         k = len(self.ops)
@@ -234,7 +270,10 @@ class RandAugment:
         negate = torch.rand((n, L), generator=g, dtype=torch.float64) > 0.5
         ch = torch.tensor(self.interp_choices, dtype=torch.int64)
         interp = ch[torch.randint(0, len(ch), (n, L), generator=g)]
-        return dict(op=op, applied=applied, magnitude=m, negate=negate, interp=interp)
+        out = dict(op=op, applied=applied, magnitude=m, negate=negate, interp=interp)
+        if "GaussianBlurRand" in self.ops:  # drawn last, so that the other draws do not depend on it
+            out["blur_u"] = torch.rand((n, L), generator=g, dtype=torch.float64)
+        return out
 
     def chain_args(self, draws: Mapping[str, torch.Tensor], height: int, width: int):
         """(op codes [N, L], params [N, L, 6] float64, interp [N, L]) of all slots, from :meth:`draw`'s output."""
@@ -242,6 +281,8 @@ class RandAugment:
         applied = draws["applied"].reshape(-1)
         lvl = draws["magnitude"].reshape(-1) / LEVEL_DENOM
         sign = torch.where(draws["negate"].reshape(-1), -1.0, 1.0).to(torch.float64)
+        blur_u = draws.get("blur_u")
+        blur_u = blur_u.reshape(-1).to(torch.float64) if blur_u is not None else None
         m = idx.shape[0]
         code = torch.zeros(m, dtype=torch.int64)
         params = torch.zeros((m, F.NUM_PARAMS), dtype=torch.float64)
@@ -251,7 +292,10 @@ class RandAugment:
             if not present[k]:
                 continue
             sel = live == k
-            c, p = _op_args(name, lvl[sel], sign[sel], height, width, self.translate_pct, self.translate_const)
+            if name == "GaussianBlurRand" and blur_u is None:
+                raise ValueError("draws: GaussianBlurRand needs draws['blur_u'] (the radius uniforms)")
+            c, p = _op_args(name, lvl[sel], sign[sel], height, width, self.translate_pct, self.translate_const,
+                            blur_u[sel] if blur_u is not None else None)
             code[sel] = c
             params[sel] = p
         shape = draws["op"].shape
@@ -275,9 +319,9 @@ class RandAugment:
 
 
 def _op_args(name: str, lvl: torch.Tensor, sign: torch.Tensor, h: int, w: int, translate_pct: float,
-             translate_const: float) -> tuple[int, torch.Tensor]:
+             translate_const: float, u: torch.Tensor | None = None) -> tuple[int, torch.Tensor]:
     """timm's level_to_arg for ``name`` at levels ``lvl`` = magnitude / 10 (float64 [M]) and signs, as our op code
-    and kernel params [M, 6]."""
+    and kernel params [M, 6]. ``u``: GaussianBlurRand's uniforms in [0, 1) (its radius draw)."""
     m = lvl.shape[0]
     p = torch.zeros((m, F.NUM_PARAMS), dtype=torch.float64)
     C = F.OP_CODES
@@ -317,6 +361,17 @@ def _op_args(name: str, lvl: torch.Tensor, sign: torch.Tensor, h: int, w: int, t
         p[:, 0] = torch.clamp(torch.trunc(lvl * 110), max=128)
         p[:, 1] = 128
         return C["solarize_add"], p
+    if name == "GaussianBlur":
+        # _minmax_level_to_arg(min_val=0.1, max_val=2.0): 0.1 + (2.0 - 0.1) * level, clamped to [0.1, 2.0]
+        p[:, 0] = (0.1 + (2.0 - 0.1) * lvl).clamp(0.1, 2.0)
+        return C["gaussian_blur"], p
+    if name == "GaussianBlurRand":
+        # _minmax_level_to_arg (0..1) -> factor; gaussian_blur_rand: radius = random.uniform(0.1, 2.0 * factor)
+        if u is None:
+            raise ValueError("GaussianBlurRand needs its radius uniforms u")
+        factor = (0.0 + (1.0 - 0.0) * lvl).clamp(0.0, 1.0)
+        p[:, 0] = F.gaussian_blur_rand_radius(factor, u)
+        return C["gaussian_blur"], p
     if name == "Desaturate":
         level = (0.5 + 0.5 * lvl).clamp(0.5, 1.0)
         p[:, 0] = (1.0 - level).clamp(0.0, 1.0)
