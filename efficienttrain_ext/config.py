@@ -50,7 +50,8 @@ class CurriculumConfig:
     m0: float = 9.0
     family: str | None = None  # efficienttrain++ size list: cnn | convnext | deit (default: from the model)
     size_multiple: int | None = None  # force sizes to multiples of this (default: the model's own rule)
-    options: dict = field(default_factory=dict)  # e.g. progressive: {min_scale: 0.5, finetune_fraction: 0.2}
+    # e.g. progressive: {min_scale: 0.5, finetune_fraction: 0.2}; any curriculum: {replay: 2} or {replay: {96: 4}}
+    options: dict = field(default_factory=dict)
 
 
 @dataclass

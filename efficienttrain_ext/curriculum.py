@@ -23,6 +23,10 @@ Built-in curricula (``build_schedule(name, ...)``):
 ``<file>.yaml``
     A user schedule, see :func:`schedule_from_yaml`.
 
+Any curriculum takes the option ``replay`` (EfficientTrain++'s replay buffer, :mod:`efficienttrain_ext.replay`):
+an int reuses every loaded batch that many times in the stages below the final size, ``{size: factor}`` sets it
+per size; YAML stages take ``replay:`` directly.
+
 Size rounding: every B is rounded to the nearest multiple of the model's size step (ties go up) and checked
 against its minimum; see :class:`SizeRule` and ``efficienttrain_ext.resize.size_rule_for_model``.
 """
@@ -46,6 +50,7 @@ __all__ = [
     "etpp_family",
     "schedule_from_yaml",
     "schedule_table",
+    "with_replay",
 ]
 
 DEFAULT_M0 = 9.0
@@ -92,12 +97,16 @@ class Stage:
     """Epochs ``[start, end)`` (0-based) trained at input size ``size``.
 
     ``magnitude`` is a constant RandAugment magnitude for the stage; None means the schedule's ramp applies.
+    ``replay``: every loaded batch is trained on this many times (each time freshly augmented), so the stage loads
+    1/replay of the images per epoch for the same number of optimisation steps (EfficientTrain++'s replay buffer:
+    at small sizes the data pipeline, not the model, limits the speed).
     """
 
     start: int
     end: int
     size: int
     magnitude: float | None = None
+    replay: int = 1
 
     @property
     def epochs(self) -> int:
@@ -132,6 +141,8 @@ class Schedule:
         for s in self.stages:
             if s.end <= s.start:
                 raise ScheduleError(f"schedule {self.name!r}: empty stage {s}")
+            if isinstance(s.replay, bool) or not isinstance(s.replay, int) or s.replay < 1:
+                raise ScheduleError(f"schedule {self.name!r}: replay must be an integer >= 1, got {s.replay!r}")
             if s.size > self.final_size:
                 raise ScheduleError(f"schedule {self.name!r}: stage size {s.size} exceeds final size {self.final_size}")
         if self.magnitude not in ("linear", "constant", "stage"):
@@ -171,7 +182,8 @@ class Schedule:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Schedule":
-        stages = tuple(Stage(int(s["start"]), int(s["end"]), int(s["size"]), s.get("magnitude")) for s in d["stages"])
+        stages = tuple(Stage(int(s["start"]), int(s["end"]), int(s["size"]), s.get("magnitude"), int(s.get("replay", 1)))
+                       for s in d["stages"])
         return cls(d["name"], int(d["epochs"]), int(d["final_size"]), stages, m0=float(d["m0"]),
                    magnitude=d["magnitude"], baseline_epochs=d.get("baseline_epochs"))
 
@@ -184,7 +196,8 @@ class Schedule:
             "magnitude": self.magnitude,
             "baseline_epochs": self.baseline,
             "stages": [
-                {"start": s.start, "end": s.end, "size": s.size, "magnitude": s.magnitude} for s in self.stages
+                {"start": s.start, "end": s.end, "size": s.size, "magnitude": s.magnitude, "replay": s.replay}
+                for s in self.stages
             ],
         }
 
@@ -209,20 +222,44 @@ def _integer_boundaries(weights: Sequence[float], total: int) -> list[int]:
     return out
 
 
-def _stages(sizes: Sequence[int], bounds: Sequence[int], mags: Sequence[float | None] | None = None) -> tuple[Stage, ...]:
+def _stages(sizes: Sequence[int], bounds: Sequence[int], mags: Sequence[float | None] | None = None,
+            replays: Sequence[int] | None = None) -> tuple[Stage, ...]:
     """Stages from per-stage sizes and end boundaries; empty stages dropped, equal neighbours merged."""
     mags = list(mags) if mags is not None else [None] * len(sizes)
+    replays = list(replays) if replays is not None else [1] * len(sizes)
     out: list[Stage] = []
     start = 0
-    for size, end, m in zip(sizes, bounds, mags):
+    for size, end, m, r in zip(sizes, bounds, mags, replays):
         if end <= start:
             continue
-        if out and out[-1].size == size and out[-1].magnitude == m:
+        if out and out[-1].size == size and out[-1].magnitude == m and out[-1].replay == r:
             out[-1] = replace(out[-1], end=end)
         else:
-            out.append(Stage(start, end, int(size), m))
+            out.append(Stage(start, end, int(size), m, r))
         start = end
     return tuple(out)
+
+
+def _replay_value(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 1:
+        raise ScheduleError(f"{what} must be an integer >= 1, got {v!r}")
+    return int(v)
+
+
+def with_replay(schedule: Schedule, replay: int | Mapping[int, int]) -> Schedule:
+    """``schedule`` with replay factors: an int applies to every stage below the final size (the stages where
+    loading dominates); a mapping ``{size: factor}`` sets them per input size (sizes not listed keep 1)."""
+    if isinstance(replay, Mapping):
+        table = {int(k): _replay_value(v, f"replay for size {k}") for k, v in replay.items()}
+        unknown = sorted(set(table) - {s.size for s in schedule.stages})
+        if unknown:
+            raise ScheduleError(f"replay given for sizes {unknown}, but the schedule's stage sizes are "
+                                f"{sorted({s.size for s in schedule.stages})}")
+        factor = lambda st: table.get(st.size, 1)  # noqa: E731
+    else:
+        r = _replay_value(replay, "replay")
+        factor = lambda st: r if st.size < schedule.final_size else 1  # noqa: E731
+    return replace(schedule, stages=tuple(replace(st, replay=factor(st)) for st in schedule.stages))
 
 
 def _check_common(epochs: int, final_size: int, rule: SizeRule) -> None:
@@ -348,6 +385,7 @@ def schedule_from_yaml(
         stages:                      # in order; lengths as `fraction` of the run or absolute `epochs`
           - {fraction: 0.5, scale: 0.75}       # size as `scale` of the final size or absolute `size`
           - {fraction: 0.5, size: 224, magnitude: 9}
+                                     # optional per stage: replay: 2 (reuse each loaded batch twice, Stage.replay)
 
     Fractions are of ``epochs``; absolute ``epochs`` must not be mixed with fractions. Sizes are rounded to
     the model's rule like the built-ins.
@@ -376,9 +414,9 @@ def schedule_from_yaml(
     kinds = {("fraction" in s) for s in stages if isinstance(s, Mapping)}
     if len(kinds) != 1 or not all(isinstance(s, Mapping) for s in stages):
         raise ScheduleError(f"{where}: every stage needs either 'fraction' or 'epochs' (not a mix)")
-    lengths, raw_sizes, mags = [], [], []
+    lengths, raw_sizes, mags, replays = [], [], [], []
     for i, s in enumerate(stages):
-        extra = set(s) - {"fraction", "epochs", "size", "scale", "magnitude"}
+        extra = set(s) - {"fraction", "epochs", "size", "scale", "magnitude", "replay"}
         if extra:
             raise ScheduleError(f"{where}: stage {i}: unknown keys {sorted(extra)}")
         length = float(s.get("fraction", s.get("epochs", 0)))
@@ -392,6 +430,7 @@ def schedule_from_yaml(
         lengths.append(length)
         raw_sizes.append(size)
         mags.append(float(s["magnitude"]) if s.get("magnitude") is not None else None)
+        replays.append(_replay_value(s.get("replay", 1), f"{where}: stage {i}: replay"))
     if "epochs" in stages[0]:
         total = sum(lengths)
         if abs(total - epochs) > 1e-6:
@@ -399,7 +438,7 @@ def schedule_from_yaml(
     sizes = _round_checked(raw_sizes, rule, final_size, os.path.basename(where))
     bounds = _integer_boundaries(lengths, epochs)
     name = str(spec.get("name", os.path.splitext(os.path.basename(where))[0]))
-    return Schedule(name, epochs, final_size, _stages(sizes, bounds, mags), m0=m0,
+    return Schedule(name, epochs, final_size, _stages(sizes, bounds, mags, replays), m0=m0,
                     magnitude=str(spec.get("magnitude", "linear")))
 
 
@@ -420,9 +459,21 @@ def build_schedule(
     family: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Schedule:
-    """Build a curriculum by name, or from a YAML file when ``name`` ends in .yaml/.yml."""
+    """Build a curriculum by name, or from a YAML file when ``name`` ends in .yaml/.yml.
+
+    ``options`` go to the curriculum's builder, except ``replay`` (any curriculum): see :func:`with_replay`.
+    """
     options = dict(options or {})
+    replay = options.pop("replay", None)
+    schedule = _build(name, epochs, final_size, rule, m0, family, options)
+    return schedule if replay is None else with_replay(schedule, replay)
+
+
+def _build(name: str, epochs: int, final_size: int, rule: SizeRule, m0: float, family: str | None,
+           options: dict[str, Any]) -> Schedule:
     if name.endswith((".yaml", ".yml")):
+        if options:
+            raise ScheduleError(f"curriculum options {sorted(options)} do not apply to a YAML schedule (only replay)")
         return schedule_from_yaml(name, epochs, final_size, rule, m0=m0)
     if name not in CURRICULA:
         raise ScheduleError(
@@ -467,7 +518,8 @@ def schedule_table(schedule: Schedule, flops_by_size: Mapping[int, float] | None
         f"curriculum {schedule.name}: {schedule.epochs} epochs, final size {schedule.final_size}, "
         f"RandAugment m: {_mag_desc(schedule)}"
     ]
-    head = f"{'stage':>5} {'epochs':>11} {'B':>5} {'m':>11}"
+    show_replay = any(s.replay > 1 for s in schedule.stages)
+    head = f"{'stage':>5} {'epochs':>11} {'B':>5} {'m':>11}" + (f" {'replay':>6}" if show_replay else "")
     if flops_by_size:
         head += f" {'GFLOP/img':>10} {'rel/img':>8} {'compute':>8}"
         rows, total = stage_costs(schedule, flops_by_size)
@@ -479,7 +531,7 @@ def schedule_table(schedule: Schedule, flops_by_size: Mapping[int, float] | None
         m_lo = schedule.magnitude_at(s.start, n_steps, s.start)
         m_hi = schedule.magnitude_at(s.end, n_steps, s.end - 1)
         m = f"{m_lo:.1f}" if abs(m_hi - m_lo) < 1e-9 else f"{m_lo:.1f}-{m_hi:.1f}"
-        line = f"{i:>5} {f'{s.start + 1}-{s.end}':>11} {s.size:>5} {m:>11}"
+        line = f"{i:>5} {f'{s.start + 1}-{s.end}':>11} {s.size:>5} {m:>11}" + (f" {s.replay:>6}" if show_replay else "")
         if rows:
             r = rows[i]
             line += f" {r.flops_per_image / 1e9:>10.4f} {r.relative_flops:>8.3f} {r.compute:>8.3f}"

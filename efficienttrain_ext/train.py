@@ -41,6 +41,7 @@ from .config import Config, config_to_dict, save_config, trajectory_dict
 from .curriculum import Schedule, build_schedule, etpp_family, schedule_table, stage_costs
 from .data import build_datasets, collate_skip
 from .flops import flops_by_size
+from .replay import replay_batches
 from .report import MetricsLog, summary_table
 from .resize import current_input_size, resized_view, size_rule_for_model, switch_input_size
 
@@ -404,23 +405,28 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int, stage: int) -> dict[str, Any]:
         cfg = self.cfg
-        size = self.schedule.stages[stage].size
+        size, replay = self.schedule.stages[stage].size, self.schedule.stages[stage].replay
         self.ddp_model.train()
         self.train_gen.manual_seed(cfg.train.seed * 100003 + epoch * 1009 + self.info.rank)
         if isinstance(self.train_loader.sampler, DistributedSampler):
             self.train_loader.sampler.set_epoch(epoch)
         loss_sum = torch.zeros((), dtype=torch.float64)
-        images = 0
+        images = loaded = 0
         steps = 0
+        # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
+        replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
+        batches = replay_batches(self.train_loader, replay, self.steps_per_epoch, replay_gen)
         m = lr = 0.0
-        bar = _progress(self.steps_per_epoch, f"epoch {epoch + 1}/{self.schedule.epochs} B={size}",
-                        enabled=cfg.train.progress and self.info.main)
+        title = f"epoch {epoch + 1}/{self.schedule.epochs} B={size}" + (f" replay {replay}" if replay > 1 else "")
+        bar = _progress(self.steps_per_epoch, title, enabled=cfg.train.progress and self.info.main)
         t_start, cpu_start = time.perf_counter(), time.process_time()
-        for i, (x, y, bad) in enumerate(self.train_loader):
+        for i, ((x, y, bad), fresh) in enumerate(batches):
             step = epoch * self.steps_per_epoch + i
             if cfg.train.debug_kill_at_step is not None and step == cfg.train.debug_kill_at_step:
                 os._exit(3)  # test hook: die like a killed process (no cleanup, no checkpoint)
-            self._note_skipped(bad)
+            if fresh:
+                self._note_skipped(bad)
+                loaded += x.shape[0]
             if x.shape[0] < 2:  # a batch of unreadable images (under DDP every rank must skip alike: rare)
                 continue
             m = self.schedule.magnitude_at(step, self.total_steps, epoch)
@@ -457,10 +463,11 @@ class Trainer:
         if bar is not None:
             bar.close()
         self.lr_scheduler.step(epoch + 1)
-        stats = torch.tensor([float(loss_sum), float(images)], dtype=torch.float64)
+        stats = torch.tensor([float(loss_sum), float(images), float(loaded)], dtype=torch.float64)
         if self.info.enabled:
             dist.all_reduce(stats)
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
+                "loaded_images": int(stats[2]), "replay": replay,
                 "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
                 "magnitude": m, "lr": lr}
 

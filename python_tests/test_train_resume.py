@@ -15,21 +15,30 @@ TIMING_KEYS = {"train_time", "train_cpu_time", "img_s", "wall_time", "train_time
 
 
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("replay,kill_at,saved_epoch", [
+    # 4 steps per epoch: step 9 is the second step of epoch 3, after the stage switch and the epoch-2 checkpoint
+    (None, 9, 2),
+    # replay 2 below the final size: step 5 is the second step of epoch 2, inside a replayed stage
+    (2, 5, 1),
+], ids=["plain", "replay"])
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, replay, kill_at, saved_epoch):
     # a DeiT through a size switch (48 -> 64, pos_embed and its AdamW moments resampled) with the full recipe:
     # RandAugment, mixup/cutmix, random erasing and EMA all draw random numbers, so every RNG must be restored
     common = dict(size=64, epochs=3, subset=64, val=32, batch=16, model=TINY_VIT)
-    run_etrain(tiny_args(tmp_path, "full", "--curriculum", "efficienttrain", **common))
-    # 4 steps per epoch: step 9 is the second step of epoch 3, after the stage switch and the epoch-2 checkpoint
-    killed = run_etrain(tiny_args(tmp_path, "killed", "--curriculum", "efficienttrain",
-                                  "--set", "train.debug_kill_at_step=9", **common), check=False)
+    extra = ["--curriculum", "efficienttrain"]
+    if replay:
+        extra += ["--set", f"curriculum.options={{replay: {replay}}}"]
+    run_etrain(tiny_args(tmp_path, "full", *extra, **common))
+    killed = run_etrain(tiny_args(tmp_path, "killed", *extra, "--set", f"train.debug_kill_at_step={kill_at}",
+                                  **common), check=False)
     assert killed.returncode == 3, killed.stderr
-    assert len(metrics(tmp_path / "killed")) == 2
-    assert load_checkpoint(tmp_path / "killed")["epoch"] == 2
+    assert len(metrics(tmp_path / "killed")) == saved_epoch
+    assert load_checkpoint(tmp_path / "killed")["epoch"] == saved_epoch
     run_etrain(["train", "--resume", str(tmp_path / "killed")])  # the run's own configuration
 
     full, resumed = metrics(tmp_path / "full"), metrics(tmp_path / "killed")
     assert len(full) == len(resumed) == 3
+    assert [r["replay"] for r in full] == [replay or 1, replay or 1, 1]
     for a, b in zip(full, resumed):
         assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == \
                {k: v for k, v in b.items() if k not in TIMING_KEYS}

@@ -1,0 +1,142 @@
+"""Replay buffer (EfficientTrain++): the batch order, the schedule option, and a driver run that loads half."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import pytest
+import torch
+
+from efficienttrain_ext import cli
+from efficienttrain_ext.curriculum import (
+    Schedule,
+    ScheduleError,
+    Stage,
+    build_schedule,
+    schedule_from_yaml,
+    schedule_table,
+    with_replay,
+)
+from efficienttrain_ext.data import FashionMNIST
+from efficienttrain_ext.replay import loads_needed, replay_batches
+
+from _etrain_helpers import FMNIST, metrics, tiny_args
+
+
+class CountingIter:
+    """An iterator over 0..n-1 that counts how many items were pulled from it."""
+
+    def __init__(self, n):
+        self.n, self.pulled = n, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.pulled >= self.n:
+            raise StopIteration
+        self.pulled += 1
+        return self.pulled - 1
+
+
+def test_replay_one_passes_through_without_drawing_random_numbers():
+    g = torch.Generator().manual_seed(5)
+    state = g.get_state()
+    src = CountingIter(10)
+    assert list(replay_batches(src, 1, 7, g)) == [(i, True) for i in range(7)]
+    assert src.pulled == 7 and torch.equal(g.get_state(), state)
+
+
+@pytest.mark.parametrize("replay,steps", [(2, 8), (3, 10), (4, 16), (3, 1), (5, 23)])
+def test_each_loaded_batch_is_used_replay_times(replay, steps):
+    src = CountingIter(1000)
+    out = list(replay_batches(src, replay, steps, torch.Generator().manual_seed(0)))
+    assert len(out) == steps
+    assert src.pulled == loads_needed(steps, replay)  # only what the steps need is loaded
+    uses = Counter(b for b, _ in out)
+    assert sorted(uses) == list(range(src.pulled))
+    # every batch r times, except the last one(s) when steps is not a multiple of r
+    assert sum(uses.values()) == steps and all(1 <= c <= replay for c in uses.values())
+    assert sum(c == replay for c in uses.values()) >= steps // replay - (replay - 1)
+    # `fresh` marks exactly the first use of each batch
+    firsts = [i for i, (b, f) in enumerate(out) if f]
+    assert [out[i][0] for i in firsts] == sorted(uses, key=lambda b: next(i for i, (c, _) in enumerate(out) if c == b))
+    assert len(firsts) == len(uses)
+    # a batch is used within its buffer of `replay` loads: no use lags far behind its load
+    for i, (b, _) in enumerate(out):
+        assert b // replay == i // (replay * replay)
+
+
+def test_order_is_shuffled_and_seeded():
+    a = [b for b, _ in replay_batches(range(100), 4, 64, torch.Generator().manual_seed(1))]
+    b = [b for b, _ in replay_batches(range(100), 4, 64, torch.Generator().manual_seed(1))]
+    c = [b for b, _ in replay_batches(range(100), 4, 64, torch.Generator().manual_seed(2))]
+    assert a == b and a != c
+    consecutive = [i // 4 for i in range(64)]
+    assert a != consecutive  # not merely each batch r times in a row
+
+
+def test_short_loader_and_bad_replay():
+    assert len(list(replay_batches(range(3), 2, 100))) == 6  # the source runs dry first
+    assert list(replay_batches(range(3), 2, 0)) == []
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="replay must be an integer >= 1"):
+            list(replay_batches(range(3), bad, 4))
+
+
+def test_replay_option_on_curricula(tmp_path):
+    s = build_schedule("efficienttrain", 300, 224, options={"replay": 2})
+    assert [(st.size, st.replay) for st in s.stages] == [(160, 2), (192, 2), (224, 1)]
+    s = build_schedule("efficienttrain++", 300, 224, options={"replay": {96: 4, 160: 2}})
+    assert {(st.size, st.replay) for st in s.stages} == {(96, 4), (160, 2), (224, 1)}
+    assert "replay" in schedule_table(s)
+    assert "replay" not in schedule_table(build_schedule("efficienttrain", 300, 224))
+    assert Schedule.from_dict(s.to_dict()) == s
+    old = s.to_dict()
+    for st in old["stages"]:
+        del st["replay"]  # schedule.json written before replay existed
+    assert all(st.replay == 1 for st in Schedule.from_dict(old).stages)
+    with pytest.raises(ScheduleError, match=r"replay given for sizes \[128\]"):
+        build_schedule("efficienttrain", 300, 224, options={"replay": {128: 2}})
+    for bad in (0, 2.5, True, "x"):
+        with pytest.raises(ScheduleError, match="integer >= 1"):
+            build_schedule("efficienttrain", 300, 224, options={"replay": bad})
+    with pytest.raises(ScheduleError, match="replay must be an integer"):
+        Schedule("s", 2, 32, (Stage(0, 2, 32, None, 0),))
+    base = build_schedule("none", 10, 64)
+    assert with_replay(base, 3).stages[0].replay == 1  # the final size keeps 1 unless named
+    assert with_replay(base, {64: 3}).stages[0].replay == 3
+
+    p = tmp_path / "s.yaml"
+    p.write_text("stages:\n  - {fraction: 0.5, scale: 0.5, replay: 3}\n  - {fraction: 0.5, scale: 1.0}\n")
+    s = schedule_from_yaml(str(p), 10, 128)
+    assert [(st.size, st.replay) for st in s.stages] == [(64, 3), (128, 1)]
+    p.write_text("stages:\n  - {fraction: 1.0, scale: 1.0, replay: 0}\n")
+    with pytest.raises(ScheduleError, match="stage 0: replay must be an integer >= 1"):
+        schedule_from_yaml(str(p), 10, 128)
+    with pytest.raises(ScheduleError, match="do not apply to a YAML schedule"):
+        build_schedule(str(p), 10, 128, options={"min_scale": 0.5})
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_driver_loads_one_in_replay_batches(tmp_path, monkeypatch):
+    reads = Counter()
+    orig = FashionMNIST.__getitem__
+
+    def counting(self, i):
+        reads[len(self)] += 1
+        return orig(self, i)
+
+    monkeypatch.setattr(FashionMNIST, "__getitem__", counting)
+    args = tiny_args(tmp_path, "rp", "--curriculum", "efficienttrain", "--set", "curriculum.options={replay: 2}",
+                     subset=64, val=32)
+    assert cli.main(args) == 0
+    rows = metrics(tmp_path / "rp")
+    # 3 epochs at final 32: B = 22, 22, 32; replay 2 below the final size
+    assert [(r["size"], r["replay"]) for r in rows] == [(22, 2), (22, 2), (32, 1)]
+    assert all(r["train_images"] == 64 for r in rows)  # 4 optimisation steps of 16 in every epoch
+    assert [r["loaded_images"] for r in rows] == [32, 32, 64]
+    # what the training split actually read (the validation split is evaluated every epoch in full)
+    train_reads = reads[60000]  # the subsets index the full splits (60,000 train, 10,000 test images)
+    assert train_reads == 32 + 32 + 64
