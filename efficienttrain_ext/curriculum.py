@@ -25,7 +25,9 @@ Built-in curricula (``build_schedule(name, ...)``):
 
 Any curriculum takes the option ``replay`` (EfficientTrain++'s replay buffer, :mod:`efficienttrain_ext.replay`):
 an int reuses every loaded batch that many times in the stages below the final size, ``{size: factor}`` sets it
-per size; YAML stages take ``replay:`` directly.
+per size; and ``batch_scale`` (EfficientTrain++'s larger batches at small sizes, learning rate scaled linearly):
+a number for the stages below the final size, ``{size: factor}``, or ``pixels`` ((v/B)^2). YAML stages take
+``replay:`` and ``batch_scale:`` directly.
 
 Size rounding: every B is rounded to the nearest multiple of the model's size step (ties go up) and checked
 against its minimum; see :class:`SizeRule` and ``efficienttrain_ext.resize.size_rule_for_model``.
@@ -50,6 +52,7 @@ __all__ = [
     "etpp_family",
     "schedule_from_yaml",
     "schedule_table",
+    "with_batch_scale",
     "with_replay",
 ]
 
@@ -100,6 +103,8 @@ class Stage:
     ``replay``: every loaded batch is trained on this many times (each time freshly augmented), so the stage loads
     1/replay of the images per epoch for the same number of optimisation steps (EfficientTrain++'s replay buffer:
     at small sizes the data pipeline, not the model, limits the speed).
+    ``batch_scale``: the stage's batch is ``round(batch_size * batch_scale)`` with the learning rate scaled by the
+    same factor (EfficientTrain++'s larger batches at small sizes, which keep the accelerator busy).
     """
 
     start: int
@@ -107,6 +112,7 @@ class Stage:
     size: int
     magnitude: float | None = None
     replay: int = 1
+    batch_scale: float = 1.0
 
     @property
     def epochs(self) -> int:
@@ -143,6 +149,10 @@ class Schedule:
                 raise ScheduleError(f"schedule {self.name!r}: empty stage {s}")
             if isinstance(s.replay, bool) or not isinstance(s.replay, int) or s.replay < 1:
                 raise ScheduleError(f"schedule {self.name!r}: replay must be an integer >= 1, got {s.replay!r}")
+            if isinstance(s.batch_scale, bool) or not isinstance(s.batch_scale, (int, float)) or \
+                    not math.isfinite(s.batch_scale) or s.batch_scale <= 0:
+                raise ScheduleError(f"schedule {self.name!r}: batch_scale must be a positive number, "
+                                    f"got {s.batch_scale!r}")
             if s.size > self.final_size:
                 raise ScheduleError(f"schedule {self.name!r}: stage size {s.size} exceeds final size {self.final_size}")
         if self.magnitude not in ("linear", "constant", "stage"):
@@ -182,7 +192,8 @@ class Schedule:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Schedule":
-        stages = tuple(Stage(int(s["start"]), int(s["end"]), int(s["size"]), s.get("magnitude"), int(s.get("replay", 1)))
+        stages = tuple(Stage(int(s["start"]), int(s["end"]), int(s["size"]), s.get("magnitude"), int(s.get("replay", 1)),
+                             float(s.get("batch_scale", 1.0)))
                        for s in d["stages"])
         return cls(d["name"], int(d["epochs"]), int(d["final_size"]), stages, m0=float(d["m0"]),
                    magnitude=d["magnitude"], baseline_epochs=d.get("baseline_epochs"))
@@ -196,7 +207,8 @@ class Schedule:
             "magnitude": self.magnitude,
             "baseline_epochs": self.baseline,
             "stages": [
-                {"start": s.start, "end": s.end, "size": s.size, "magnitude": s.magnitude, "replay": s.replay}
+                {"start": s.start, "end": s.end, "size": s.size, "magnitude": s.magnitude, "replay": s.replay,
+                 "batch_scale": s.batch_scale}
                 for s in self.stages
             ],
         }
@@ -223,19 +235,21 @@ def _integer_boundaries(weights: Sequence[float], total: int) -> list[int]:
 
 
 def _stages(sizes: Sequence[int], bounds: Sequence[int], mags: Sequence[float | None] | None = None,
-            replays: Sequence[int] | None = None) -> tuple[Stage, ...]:
+            replays: Sequence[int] | None = None, batch_scales: Sequence[float] | None = None) -> tuple[Stage, ...]:
     """Stages from per-stage sizes and end boundaries; empty stages dropped, equal neighbours merged."""
     mags = list(mags) if mags is not None else [None] * len(sizes)
     replays = list(replays) if replays is not None else [1] * len(sizes)
+    batch_scales = list(batch_scales) if batch_scales is not None else [1.0] * len(sizes)
     out: list[Stage] = []
     start = 0
-    for size, end, m, r in zip(sizes, bounds, mags, replays):
+    for size, end, m, r, bs in zip(sizes, bounds, mags, replays, batch_scales):
         if end <= start:
             continue
-        if out and out[-1].size == size and out[-1].magnitude == m and out[-1].replay == r:
+        new = Stage(start, end, int(size), m, r, bs)
+        if out and replace(out[-1], start=0, end=0) == replace(new, start=0, end=0):
             out[-1] = replace(out[-1], end=end)
         else:
-            out.append(Stage(start, end, int(size), m, r))
+            out.append(new)
         start = end
     return tuple(out)
 
@@ -246,20 +260,46 @@ def _replay_value(v: Any, what: str) -> int:
     return int(v)
 
 
+def _batch_scale_value(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ScheduleError(f"{what} must be a positive number, got {v!r}")
+    return float(v)
+
+
+def _per_stage(schedule: Schedule, spec: Any, what: str, parse: Callable[[Any, str], Any], default: Any,
+               rules: Mapping[str, Callable[[Stage], Any]] | None = None) -> list[Any]:
+    """One value per stage from ``spec``: a value for every stage below the final size, ``{size: value}``, or the
+    name of a rule in ``rules``."""
+    if isinstance(spec, str) and rules and spec in rules:
+        return [rules[spec](st) for st in schedule.stages]
+    if isinstance(spec, Mapping):
+        table = {int(k): parse(v, f"{what} for size {k}") for k, v in spec.items()}
+        unknown = sorted(set(table) - {s.size for s in schedule.stages})
+        if unknown:
+            raise ScheduleError(f"{what} given for sizes {unknown}, but the schedule's stage sizes are "
+                                f"{sorted({s.size for s in schedule.stages})}")
+        return [table.get(st.size, default) for st in schedule.stages]
+    if isinstance(spec, str):
+        raise ScheduleError(f"{what}: unknown rule {spec!r}; give a number, {{size: value}}"
+                            + (f" or one of {sorted(rules)}" if rules else ""))
+    value = parse(spec, what)
+    return [value if st.size < schedule.final_size else default for st in schedule.stages]
+
+
 def with_replay(schedule: Schedule, replay: int | Mapping[int, int]) -> Schedule:
     """``schedule`` with replay factors: an int applies to every stage below the final size (the stages where
     loading dominates); a mapping ``{size: factor}`` sets them per input size (sizes not listed keep 1)."""
-    if isinstance(replay, Mapping):
-        table = {int(k): _replay_value(v, f"replay for size {k}") for k, v in replay.items()}
-        unknown = sorted(set(table) - {s.size for s in schedule.stages})
-        if unknown:
-            raise ScheduleError(f"replay given for sizes {unknown}, but the schedule's stage sizes are "
-                                f"{sorted({s.size for s in schedule.stages})}")
-        factor = lambda st: table.get(st.size, 1)  # noqa: E731
-    else:
-        r = _replay_value(replay, "replay")
-        factor = lambda st: r if st.size < schedule.final_size else 1  # noqa: E731
-    return replace(schedule, stages=tuple(replace(st, replay=factor(st)) for st in schedule.stages))
+    values = _per_stage(schedule, replay, "replay", _replay_value, 1)
+    return replace(schedule, stages=tuple(replace(st, replay=v) for st, v in zip(schedule.stages, values)))
+
+
+def with_batch_scale(schedule: Schedule, batch_scale: float | str | Mapping[int, float]) -> Schedule:
+    """``schedule`` with batch multipliers (the learning rate follows linearly): a number applies to every stage
+    below the final size, ``{size: factor}`` per input size, ``"pixels"`` keeps the pixels per batch constant
+    (factor (v/B)^2: a step costs about the same at every size)."""
+    rules = {"pixels": lambda st: (schedule.final_size / st.size) ** 2}
+    values = _per_stage(schedule, batch_scale, "batch_scale", _batch_scale_value, 1.0, rules)
+    return replace(schedule, stages=tuple(replace(st, batch_scale=v) for st, v in zip(schedule.stages, values)))
 
 
 def _check_common(epochs: int, final_size: int, rule: SizeRule) -> None:
@@ -385,7 +425,8 @@ def schedule_from_yaml(
         stages:                      # in order; lengths as `fraction` of the run or absolute `epochs`
           - {fraction: 0.5, scale: 0.75}       # size as `scale` of the final size or absolute `size`
           - {fraction: 0.5, size: 224, magnitude: 9}
-                                     # optional per stage: replay: 2 (reuse each loaded batch twice, Stage.replay)
+                                     # optional per stage: replay: 2 (reuse each loaded batch twice, Stage.replay),
+                                     # batch_scale: 2 (twice the batch and learning rate, Stage.batch_scale)
 
     Fractions are of ``epochs``; absolute ``epochs`` must not be mixed with fractions. Sizes are rounded to
     the model's rule like the built-ins.
@@ -414,9 +455,9 @@ def schedule_from_yaml(
     kinds = {("fraction" in s) for s in stages if isinstance(s, Mapping)}
     if len(kinds) != 1 or not all(isinstance(s, Mapping) for s in stages):
         raise ScheduleError(f"{where}: every stage needs either 'fraction' or 'epochs' (not a mix)")
-    lengths, raw_sizes, mags, replays = [], [], [], []
+    lengths, raw_sizes, mags, replays, batch_scales = [], [], [], [], []
     for i, s in enumerate(stages):
-        extra = set(s) - {"fraction", "epochs", "size", "scale", "magnitude", "replay"}
+        extra = set(s) - {"fraction", "epochs", "size", "scale", "magnitude", "replay", "batch_scale"}
         if extra:
             raise ScheduleError(f"{where}: stage {i}: unknown keys {sorted(extra)}")
         length = float(s.get("fraction", s.get("epochs", 0)))
@@ -431,6 +472,7 @@ def schedule_from_yaml(
         raw_sizes.append(size)
         mags.append(float(s["magnitude"]) if s.get("magnitude") is not None else None)
         replays.append(_replay_value(s.get("replay", 1), f"{where}: stage {i}: replay"))
+        batch_scales.append(_batch_scale_value(s.get("batch_scale", 1.0), f"{where}: stage {i}: batch_scale"))
     if "epochs" in stages[0]:
         total = sum(lengths)
         if abs(total - epochs) > 1e-6:
@@ -438,7 +480,7 @@ def schedule_from_yaml(
     sizes = _round_checked(raw_sizes, rule, final_size, os.path.basename(where))
     bounds = _integer_boundaries(lengths, epochs)
     name = str(spec.get("name", os.path.splitext(os.path.basename(where))[0]))
-    return Schedule(name, epochs, final_size, _stages(sizes, bounds, mags, replays), m0=m0,
+    return Schedule(name, epochs, final_size, _stages(sizes, bounds, mags, replays, batch_scales), m0=m0,
                     magnitude=str(spec.get("magnitude", "linear")))
 
 
@@ -461,19 +503,25 @@ def build_schedule(
 ) -> Schedule:
     """Build a curriculum by name, or from a YAML file when ``name`` ends in .yaml/.yml.
 
-    ``options`` go to the curriculum's builder, except ``replay`` (any curriculum): see :func:`with_replay`.
+    ``options`` go to the curriculum's builder, except ``replay`` and ``batch_scale`` (any curriculum): see
+    :func:`with_replay` and :func:`with_batch_scale`.
     """
     options = dict(options or {})
-    replay = options.pop("replay", None)
+    replay, batch_scale = options.pop("replay", None), options.pop("batch_scale", None)
     schedule = _build(name, epochs, final_size, rule, m0, family, options)
-    return schedule if replay is None else with_replay(schedule, replay)
+    if replay is not None:
+        schedule = with_replay(schedule, replay)
+    if batch_scale is not None:
+        schedule = with_batch_scale(schedule, batch_scale)
+    return schedule
 
 
 def _build(name: str, epochs: int, final_size: int, rule: SizeRule, m0: float, family: str | None,
            options: dict[str, Any]) -> Schedule:
     if name.endswith((".yaml", ".yml")):
         if options:
-            raise ScheduleError(f"curriculum options {sorted(options)} do not apply to a YAML schedule (only replay)")
+            raise ScheduleError(f"curriculum options {sorted(options)} do not apply to a YAML schedule "
+                                "(only replay and batch_scale do)")
         return schedule_from_yaml(name, epochs, final_size, rule, m0=m0)
     if name not in CURRICULA:
         raise ScheduleError(
@@ -519,7 +567,9 @@ def schedule_table(schedule: Schedule, flops_by_size: Mapping[int, float] | None
         f"RandAugment m: {_mag_desc(schedule)}"
     ]
     show_replay = any(s.replay > 1 for s in schedule.stages)
-    head = f"{'stage':>5} {'epochs':>11} {'B':>5} {'m':>11}" + (f" {'replay':>6}" if show_replay else "")
+    show_batch = any(s.batch_scale != 1.0 for s in schedule.stages)
+    head = f"{'stage':>5} {'epochs':>11} {'B':>5} {'m':>11}" + (f" {'replay':>6}" if show_replay else "") \
+        + (f" {'batch x':>7}" if show_batch else "")
     if flops_by_size:
         head += f" {'GFLOP/img':>10} {'rel/img':>8} {'compute':>8}"
         rows, total = stage_costs(schedule, flops_by_size)
@@ -531,7 +581,8 @@ def schedule_table(schedule: Schedule, flops_by_size: Mapping[int, float] | None
         m_lo = schedule.magnitude_at(s.start, n_steps, s.start)
         m_hi = schedule.magnitude_at(s.end, n_steps, s.end - 1)
         m = f"{m_lo:.1f}" if abs(m_hi - m_lo) < 1e-9 else f"{m_lo:.1f}-{m_hi:.1f}"
-        line = f"{i:>5} {f'{s.start + 1}-{s.end}':>11} {s.size:>5} {m:>11}" + (f" {s.replay:>6}" if show_replay else "")
+        line = f"{i:>5} {f'{s.start + 1}-{s.end}':>11} {s.size:>5} {m:>11}" + (f" {s.replay:>6}" if show_replay else "") \
+            + (f" {s.batch_scale:>7.3g}" if show_batch else "")
         if rows:
             r = rows[i]
             line += f" {r.flops_per_image / 1e9:>10.4f} {r.relative_flops:>8.3f} {r.compute:>8.3f}"

@@ -183,17 +183,23 @@ class Trainer:
         self.data = build_datasets(d.dataset, d.root, d.final_size, scale=d.scale, ratio=d.ratio, hflip=d.hflip,
                                    interpolation=d.interpolation, crop_pct=d.crop_pct,
                                    train_subset=d.train_subset, val_subset=d.val_subset)
-        self.train_loader, self.train_gen = self._train_loader()
+        self.train_gen = torch.Generator()  # the training loaders' shuffling, seeded per epoch
+        self._loaders: dict[int, DataLoader] = {}
         self.val_loader = self._val_loader()
-        self.steps_per_epoch = len(self.train_loader)
-        if self.steps_per_epoch == 0:
-            raise TrainError(f"the training set ({len(self.data.train)} images) is smaller than one global batch "
-                             f"({cfg.train.batch_size} x {self.info.world})")
+        # the learning-rate schedule counts epochs in steps of train.batch_size
+        self.ref_steps = self._check_steps(cfg.train.batch_size)
 
         # model, schedule and its predicted cost (also checks every size runs)
         self.model = create_model(cfg, self.data.num_classes)
         self.schedule = make_schedule(cfg, self.model)
-        self.total_steps = self.schedule.epochs * self.steps_per_epoch
+        # per stage batch (curriculum batch_scale) and per epoch optimisation steps
+        self.stage_batch = [max(1, int(round(cfg.train.batch_size * st.batch_scale))) for st in self.schedule.stages]
+        stage_steps = [self._check_steps(b) for b in self.stage_batch]
+        self.epoch_steps = [stage_steps[self.schedule.stage_index(e)] for e in range(self.schedule.epochs)]
+        self.epoch_start = [0]
+        for n in self.epoch_steps:
+            self.epoch_start.append(self.epoch_start[-1] + n)
+        self.total_steps = self.epoch_start[-1]
         self.flops = flops_by_size(self.model, [s.size for s in self.schedule.stages] + [d.final_size])
         self.stage_costs, self.predicted_cost = stage_costs(self.schedule, self.flops)
 
@@ -210,7 +216,7 @@ class Trainer:
         warmup = o.warmup_epochs if o.warmup_epochs is not None else self.schedule.epochs * 20 / 300
         self.lr_scheduler, _ = create_scheduler_v2(
             self.optimizer, o.sched, num_epochs=self.schedule.epochs, warmup_epochs=warmup, warmup_lr=o.warmup_lr,
-            min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=self.steps_per_epoch)
+            min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=self.ref_steps)
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
@@ -271,15 +277,34 @@ class Trainer:
             os.makedirs(run_dir, exist_ok=True)
         return run_dir
 
-    def _train_loader(self) -> tuple[DataLoader, torch.Generator]:
-        ds, cfg, info = self.data.train, self.cfg, self.info
-        gen = torch.Generator()
-        sampler = DistributedSampler(ds, info.world, info.rank, shuffle=True, seed=cfg.train.seed, drop_last=True) \
-            if info.enabled else None
-        loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
-                            num_workers=cfg.data.workers, drop_last=True, collate_fn=collate_skip,
-                            generator=gen, pin_memory=self.device.type == "cuda")
-        return loader, gen
+    def _train_loader(self, batch: int) -> DataLoader:
+        """The training loader for a per-process batch size (one per distinct stage batch, built once)."""
+        if batch not in self._loaders:
+            ds, cfg, info = self.data.train, self.cfg, self.info
+            sampler = DistributedSampler(ds, info.world, info.rank, shuffle=True, seed=cfg.train.seed,
+                                         drop_last=True) if info.enabled else None
+            self._loaders[batch] = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+                                              num_workers=cfg.data.workers, drop_last=True, collate_fn=collate_skip,
+                                              generator=self.train_gen, pin_memory=self.device.type == "cuda")
+        return self._loaders[batch]
+
+    def _check_steps(self, batch: int) -> int:
+        steps = len(self._train_loader(batch))
+        if steps == 0:
+            raise TrainError(f"the training set ({len(self.data.train)} images) is smaller than one global batch "
+                             f"({batch} x {self.info.world})")
+        return steps
+
+    def _updates(self, epoch: int, done: int) -> int:
+        """Learning-rate schedule position after ``done`` steps of ``epoch``, in steps of train.batch_size."""
+        return epoch * self.ref_steps + done * self.ref_steps // self.epoch_steps[epoch]
+
+    def _set_lr(self, updates: int, factor: float) -> None:
+        """timm's scheduler value at ``updates``, times the stage's batch factor (linear scaling rule)."""
+        self.lr_scheduler.step_update(num_updates=updates)
+        if factor != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= factor
 
     def _val_loader(self) -> DataLoader:
         ds, info = self.data.val, self.info
@@ -296,11 +321,13 @@ class Trainer:
 
     def _schedule_record(self) -> dict[str, Any]:
         rec = self.schedule.to_dict()
-        for st, cost in zip(rec["stages"], self.stage_costs):
+        for i, (st, cost) in enumerate(zip(rec["stages"], self.stage_costs)):
             st.update(flops_per_image=cost.flops_per_image, relative_flops=cost.relative_flops,
-                      compute=cost.compute, baseline_epochs=self.schedule.baseline)
+                      compute=cost.compute, baseline_epochs=self.schedule.baseline, batch=self.stage_batch[i],
+                      steps_per_epoch=self.epoch_steps[self.schedule.stages[i].start])
         rec["predicted_cost"] = self.predicted_cost
-        rec["steps_per_epoch"] = self.steps_per_epoch
+        rec["steps_per_epoch"] = self.ref_steps  # at train.batch_size (the learning-rate schedule's epoch)
+        rec["total_steps"] = self.total_steps
         return rec
 
     # ----- checkpoints
@@ -332,7 +359,7 @@ class Trainer:
             "config": config_to_dict(self.cfg),
             "epoch": epoch,
             "stage": stage,
-            "global_step": epoch * self.steps_per_epoch,
+            "global_step": self.epoch_start[epoch],
             "input_size": current_input_size(self.model) or self.schedule.size_at(max(epoch - 1, 0)),
             "world_size": self.info.world,
             "model": self.model.state_dict(),
@@ -405,23 +432,27 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int, stage: int) -> dict[str, Any]:
         cfg = self.cfg
-        size, replay = self.schedule.stages[stage].size, self.schedule.stages[stage].replay
+        st = self.schedule.stages[stage]
+        size, replay, n_steps = st.size, st.replay, self.epoch_steps[epoch]
+        loader = self._train_loader(self.stage_batch[stage])
+        lr_factor = self.stage_batch[stage] / cfg.train.batch_size
         self.ddp_model.train()
         self.train_gen.manual_seed(cfg.train.seed * 100003 + epoch * 1009 + self.info.rank)
-        if isinstance(self.train_loader.sampler, DistributedSampler):
-            self.train_loader.sampler.set_epoch(epoch)
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        self._set_lr(self._updates(epoch, 0), lr_factor)  # a new stage's batch factor applies from its first step
         loss_sum = torch.zeros((), dtype=torch.float64)
         images = loaded = 0
         steps = 0
         # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
         replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
-        batches = replay_batches(self.train_loader, replay, self.steps_per_epoch, replay_gen)
+        batches = replay_batches(loader, replay, n_steps, replay_gen)
         m = lr = 0.0
         title = f"epoch {epoch + 1}/{self.schedule.epochs} B={size}" + (f" replay {replay}" if replay > 1 else "")
-        bar = _progress(self.steps_per_epoch, title, enabled=cfg.train.progress and self.info.main)
+        bar = _progress(n_steps, title, enabled=cfg.train.progress and self.info.main)
         t_start, cpu_start = time.perf_counter(), time.process_time()
         for i, ((x, y, bad), fresh) in enumerate(batches):
-            step = epoch * self.steps_per_epoch + i
+            step = self.epoch_start[epoch] + i
             if cfg.train.debug_kill_at_step is not None and step == cfg.train.debug_kill_at_step:
                 os._exit(3)  # test hook: die like a killed process (no cleanup, no checkpoint)
             if fresh:
@@ -446,7 +477,7 @@ class Trainer:
             self.scaler.update()
             if self.ema is not None:
                 self.ema.update(self.model, step=step + 1)
-            self.lr_scheduler.step_update(num_updates=step + 1)
+            self._set_lr(self._updates(epoch, i + 1), lr_factor)
             lr = self.optimizer.param_groups[0]["lr"]
             loss_sum += loss.detach().double().cpu() * x.shape[0]
             images += x.shape[0]
@@ -516,8 +547,11 @@ class Trainer:
         self.t0 = time.perf_counter()
         if self.info.main:
             print(schedule_table(self.schedule, self.flops), flush=True)
-            print(f"run directory: {self.run_dir}; {self.steps_per_epoch} steps/epoch, global batch "
-                  f"{self.cfg.train.batch_size * self.info.world}, lr {self.lr:.3g}, device {self.device}", flush=True)
+            steps = "/".join(str(self.epoch_steps[st.start]) for st in self.schedule.stages)
+            batches = "/".join(str(b * self.info.world) for b in self.stage_batch)
+            print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage), "
+                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world}, device {self.device}",
+                  flush=True)
         train_total = sum(r["train_time"] for r in (self.log.rows if self.log else []))
         last: dict[str, Any] = self.log.rows[-1] if self.log and self.log.rows else {}
         for epoch in range(self.start_epoch, self.schedule.epochs):

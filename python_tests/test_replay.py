@@ -99,9 +99,11 @@ def test_replay_option_on_curricula(tmp_path):
     assert all(st.replay == 1 for st in Schedule.from_dict(old).stages)
     with pytest.raises(ScheduleError, match=r"replay given for sizes \[128\]"):
         build_schedule("efficienttrain", 300, 224, options={"replay": {128: 2}})
-    for bad in (0, 2.5, True, "x"):
+    for bad in (0, 2.5, True):
         with pytest.raises(ScheduleError, match="integer >= 1"):
             build_schedule("efficienttrain", 300, 224, options={"replay": bad})
+    with pytest.raises(ScheduleError, match="unknown rule 'x'"):
+        build_schedule("efficienttrain", 300, 224, options={"replay": "x"})
     with pytest.raises(ScheduleError, match="replay must be an integer"):
         Schedule("s", 2, 32, (Stage(0, 2, 32, None, 0),))
     base = build_schedule("none", 10, 64)

@@ -15,19 +15,21 @@ TIMING_KEYS = {"train_time", "train_cpu_time", "img_s", "wall_time", "train_time
 
 
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
-@pytest.mark.parametrize("replay,kill_at,saved_epoch", [
+@pytest.mark.parametrize("options,kill_at,saved_epoch", [
     # 4 steps per epoch: step 9 is the second step of epoch 3, after the stage switch and the epoch-2 checkpoint
     (None, 9, 2),
     # replay 2 below the final size: step 5 is the second step of epoch 2, inside a replayed stage
-    (2, 5, 1),
-], ids=["plain", "replay"])
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, replay, kill_at, saved_epoch):
+    ("{replay: 2}", 5, 1),
+    # twice the batch below the final size (2 steps per epoch there): step 3 is the second step of epoch 2
+    ("{batch_scale: 2}", 3, 1),
+], ids=["plain", "replay", "batch_scale"])
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, options, kill_at, saved_epoch):
     # a DeiT through a size switch (48 -> 64, pos_embed and its AdamW moments resampled) with the full recipe:
     # RandAugment, mixup/cutmix, random erasing and EMA all draw random numbers, so every RNG must be restored
     common = dict(size=64, epochs=3, subset=64, val=32, batch=16, model=TINY_VIT)
     extra = ["--curriculum", "efficienttrain"]
-    if replay:
-        extra += ["--set", f"curriculum.options={{replay: {replay}}}"]
+    if options:
+        extra += ["--set", f"curriculum.options={options}"]
     run_etrain(tiny_args(tmp_path, "full", *extra, **common))
     killed = run_etrain(tiny_args(tmp_path, "killed", *extra, "--set", f"train.debug_kill_at_step={kill_at}",
                                   **common), check=False)
@@ -38,7 +40,8 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, replay, kill_at, 
 
     full, resumed = metrics(tmp_path / "full"), metrics(tmp_path / "killed")
     assert len(full) == len(resumed) == 3
-    assert [r["replay"] for r in full] == [replay or 1, replay or 1, 1]
+    assert [r["replay"] for r in full] == ([2, 2, 1] if options and "replay" in options else [1, 1, 1])
+    assert [r["train_images"] for r in full] == [64, 64, 64]
     for a, b in zip(full, resumed):
         assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == \
                {k: v for k, v in b.items() if k not in TIMING_KEYS}

@@ -21,6 +21,7 @@ import torch
 _RESULTS = pytest.StashKey[dict]()
 BASE = "lowfreq_crop"
 OTHERS = ("torch_fft", "bilinear_aa")
+BF16 = "lowfreq_crop_bf16"  # lowfreq_crop with bf16 GEMMs (matmul precision "medium"), forward only
 
 
 def pytest_addoption(parser):
@@ -54,7 +55,7 @@ def etrain_bench_record(request):
 def _summary(store: dict) -> list[dict]:
     rows = []
     for size, direction in sorted({(k[0], k[1]) for k in store}, key=lambda k: (k[1] != "forward", k[0])):
-        t = {m: store.get((size, direction, m)) for m in (BASE, *OTHERS)}
+        t = {m: store.get((size, direction, m)) for m in (BASE, *OTHERS, BF16)}
         row = {
             "size": size,
             "direction": direction,
@@ -66,6 +67,8 @@ def _summary(store: dict) -> list[dict]:
             if t[BASE] and t[other]:
                 row[f"speedup_vs_{other}"] = t[other]["min"] / t[BASE]["min"]
                 row[f"speedup_vs_{other}_median"] = t[other]["median"] / t[BASE]["median"]
+        if t[BF16] and t["bilinear_aa"]:
+            row["bf16_speedup_vs_bilinear_aa"] = t["bilinear_aa"]["min"] / t[BF16]["min"]
         rows.append(row)
     return rows
 
@@ -85,7 +88,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     tr.write_sep("-", "lowfreq_crop speed ratios (other time / lowfreq_crop time, min over rounds; >1 = lowfreq faster)")
     tr.write_line(
         f"{'size':>5} {'direction':<9} {'lowfreq ms':>11} {'torch.fft ms':>13} {'bilinear ms':>12} "
-        f"{'vs torch.fft':>13} {'vs bilinear_aa':>15}"
+        f"{'vs torch.fft':>13} {'vs bilinear_aa':>15} {'bf16 ms':>8} {'bf16 vs bilinear':>17}"
     )
 
     def ms(row, m):
@@ -99,7 +102,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for r in rows:
         tr.write_line(
             f"{r['size']:>5} {r['direction']:<9} {ms(r, BASE):>11} {ms(r, 'torch_fft'):>13} {ms(r, 'bilinear_aa'):>12} "
-            f"{ratio(r, 'torch_fft'):>13} {ratio(r, 'bilinear_aa'):>15}"
+            f"{ratio(r, 'torch_fft'):>13} {ratio(r, 'bilinear_aa'):>15} {ms(r, BF16):>8} "
+            f"{(format(r['bf16_speedup_vs_bilinear_aa'], '.2f') + 'x') if 'bf16_speedup_vs_bilinear_aa' in r else '-':>17}"
         )
     if path:
         doc = {
