@@ -69,31 +69,58 @@ ETRAIN_AVX2 inline void store4(uint8_t* d, __m256d v) {
 }
 
 
+// Source coordinates of four consecutive output pixels of a row, shared by the warps below: PIL's inverse affine
+// map at pixel centres in its order of operations (m0*xo + m1*yo + m2, m3*xo + m4*yo + m5), so every lane equals
+// detail::affine_pixel_c's scalar bit for bit.
+struct AffineRow {
+  __m256d m1yo, m4yo;
+  double m1yo_s, m4yo_s;
+};
+
+struct AffineLanes {
+  __m256d m0, m2, m3, m5, wd, hd;
+
+  ETRAIN_AVX2 AffineLanes(const double m[6], int H, int W)
+      : m0(_mm256_set1_pd(m[0])), m2(_mm256_set1_pd(m[2])), m3(_mm256_set1_pd(m[3])), m5(_mm256_set1_pd(m[5])),
+        wd(_mm256_set1_pd(static_cast<double>(W))), hd(_mm256_set1_pd(static_cast<double>(H))) {}
+
+  ETRAIN_AVX2 AffineRow row(const double m[6], int y) const {
+    const double yo = static_cast<double>(y) + 0.5;
+    const double m1yo = m[1] * yo, m4yo = m[4] * yo;
+    return {_mm256_set1_pd(m1yo), _mm256_set1_pd(m4yo), m1yo, m4yo};
+  }
+
+  // xin, yin of output pixels x..x+3 of the row; true when all four lie inside the source image.
+  ETRAIN_AVX2 bool source(const AffineRow& r, int x, __m256d& xin, __m256d& yin) const {
+    const __m128i xi = _mm_add_epi32(_mm_set1_epi32(x), _mm_setr_epi32(0, 1, 2, 3));
+    const __m256d xo = _mm256_add_pd(_mm256_cvtepi32_pd(xi), _mm256_set1_pd(0.5));
+    xin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m0, xo), r.m1yo), m2);
+    yin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m3, xo), r.m4yo), m5);
+    const __m256d zero = _mm256_setzero_pd();
+    const __m256d in = _mm256_and_pd(
+        _mm256_and_pd(_mm256_cmp_pd(xin, zero, _CMP_GE_OQ), _mm256_cmp_pd(xin, wd, _CMP_LT_OQ)),
+        _mm256_and_pd(_mm256_cmp_pd(yin, zero, _CMP_GE_OQ), _mm256_cmp_pd(yin, hd, _CMP_LT_OQ)));
+    return _mm256_movemask_pd(in) == 0xF;
+  }
+};
+
 template <int NC>
 ETRAIN_AVX2 void bilinear_avx2(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int H, int W,
                              const double m[6], const uint8_t fill[NC]) {
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
-  const __m256d m0 = _mm256_set1_pd(m[0]), m2 = _mm256_set1_pd(m[2]), m3 = _mm256_set1_pd(m[3]),
-                m5 = _mm256_set1_pd(m[5]);
-  const __m256d wd = _mm256_set1_pd(static_cast<double>(W)), hd = _mm256_set1_pd(static_cast<double>(H));
-  const __m256d half = _mm256_set1_pd(0.5), mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  const AffineLanes lanes(m, H, W);
+  const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
   alignas(16) int32_t xs[4], ys[4];
   for (int y = 0; y < H; ++y) {
-    const double yo = static_cast<double>(y) + 0.5;
-    const double m1yo_s = m[1] * yo, m4yo_s = m[4] * yo;
-    const __m256d m1yo = _mm256_set1_pd(m1yo_s), m4yo = _mm256_set1_pd(m4yo_s);
+    const AffineRow row = lanes.row(m, y);
+    const double m1yo_s = row.m1yo_s, m4yo_s = row.m4yo_s;
     int x = 0;
     for (; x + 4 <= W; x += 4) {
       const int64_t o = static_cast<int64_t>(y) * W + x;
-      const __m256d xo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_add_epi32(_mm_set1_epi32(x), lane)), half);
-      __m256d xin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m0, xo), m1yo), m2);
-      __m256d yin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m3, xo), m4yo), m5);
-      const __m256d in = _mm256_and_pd(
-          _mm256_and_pd(_mm256_cmp_pd(xin, zero, _CMP_GE_OQ), _mm256_cmp_pd(xin, wd, _CMP_LT_OQ)),
-          _mm256_and_pd(_mm256_cmp_pd(yin, zero, _CMP_GE_OQ), _mm256_cmp_pd(yin, hd, _CMP_LT_OQ)));
-      if (_mm256_movemask_pd(in) != 0xF) {
+      __m256d xin, yin;
+      const bool inside = lanes.source(row, x, xin, yin);
+      if (!inside) {
         for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kBilinear, fill);
         continue;
       }
@@ -167,21 +194,17 @@ ETRAIN_AVX2 void bicubic_rowshift_avx2(const uint8_t* __restrict__ src, uint8_t*
                                        const double m[6], const uint8_t fill[NC]) {
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
-  const __m256d m0 = _mm256_set1_pd(m[0]), m2 = _mm256_set1_pd(m[2]);
-  const __m256d wd = _mm256_set1_pd(static_cast<double>(W));
-  const __m256d half = _mm256_set1_pd(0.5), mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
+  const AffineLanes lanes(m, H, W);
+  const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
   const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
   for (int y = 0; y < H; ++y) {
-    const double yo = static_cast<double>(y) + 0.5;
-    const double m1yo_s = m[1] * yo, m4yo_s = m[4] * yo;
-    const __m256d m1yo = _mm256_set1_pd(m1yo_s);
+    const AffineRow row = lanes.row(m, y);
+    const double m1yo_s = row.m1yo_s, m4yo_s = row.m4yo_s;
     int x = 0;
     for (; x + 4 <= W; x += 4) {
       const int64_t o = static_cast<int64_t>(y) * W + x;
-      const __m256d xo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_add_epi32(_mm_set1_epi32(x), lane)), half);
-      const __m256d xin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m0, xo), m1yo), m2);
-      const __m256d in = _mm256_and_pd(_mm256_cmp_pd(xin, zero, _CMP_GE_OQ), _mm256_cmp_pd(xin, wd, _CMP_LT_OQ));
-      bool fast = _mm256_movemask_pd(in) == 0xF;
+      __m256d xin, yin;  // yin = the output row, always inside
+      bool fast = lanes.source(row, x, xin, yin);
       __m256d dx = zero;
       int x0 = 0;
       if (fast) {
@@ -215,22 +238,17 @@ ETRAIN_AVX2 void bicubic_colshift_avx2(const uint8_t* __restrict__ src, uint8_t*
                                        const double m[6], const uint8_t fill[NC]) {
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
-  const __m256d m3 = _mm256_set1_pd(m[3]), m5 = _mm256_set1_pd(m[5]);
-  const __m256d hd = _mm256_set1_pd(static_cast<double>(H));
-  const __m256d half = _mm256_set1_pd(0.5), mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  const AffineLanes lanes(m, H, W);
+  const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
   alignas(16) int32_t yf[4];
   for (int y = 0; y < H; ++y) {
-    const double yo = static_cast<double>(y) + 0.5;
-    const double m1yo_s = m[1] * yo, m4yo_s = m[4] * yo;
-    const __m256d m4yo = _mm256_set1_pd(m4yo_s);
+    const AffineRow row = lanes.row(m, y);
+    const double m1yo_s = row.m1yo_s, m4yo_s = row.m4yo_s;
     int x = 0;
     for (; x + 4 <= W; x += 4) {
       const int64_t o = static_cast<int64_t>(y) * W + x;
-      const __m256d xo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_add_epi32(_mm_set1_epi32(x), lane)), half);
-      const __m256d yin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m3, xo), m4yo), m5);
-      const __m256d in = _mm256_and_pd(_mm256_cmp_pd(yin, zero, _CMP_GE_OQ), _mm256_cmp_pd(yin, hd, _CMP_LT_OQ));
-      bool fast = _mm256_movemask_pd(in) == 0xF;
+      __m256d xin, yin;  // xin = the output column, always inside
+      bool fast = lanes.source(row, x, xin, yin);
       __m256d dy = zero;
       if (fast) {
         const __m256d ys = _mm256_add_pd(yin, mhalf);
@@ -273,26 +291,18 @@ ETRAIN_AVX2 void bicubic_avx2(const uint8_t* __restrict__ src, uint8_t* __restri
                               const double m[6], const uint8_t fill[NC]) {
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
-  const __m256d m0 = _mm256_set1_pd(m[0]), m2 = _mm256_set1_pd(m[2]), m3 = _mm256_set1_pd(m[3]),
-                m5 = _mm256_set1_pd(m[5]);
-  const __m256d wd = _mm256_set1_pd(static_cast<double>(W)), hd = _mm256_set1_pd(static_cast<double>(H));
-  const __m256d half = _mm256_set1_pd(0.5), mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
-  const __m128i lane = _mm_setr_epi32(0, 1, 2, 3);
+  const AffineLanes lanes(m, H, W);
+  const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
   alignas(16) int32_t xs[4], ys[4];
   for (int y = 0; y < H; ++y) {
-    const double yo = static_cast<double>(y) + 0.5;
-    const double m1yo_s = m[1] * yo, m4yo_s = m[4] * yo;
-    const __m256d m1yo = _mm256_set1_pd(m1yo_s), m4yo = _mm256_set1_pd(m4yo_s);
+    const AffineRow row = lanes.row(m, y);
+    const double m1yo_s = row.m1yo_s, m4yo_s = row.m4yo_s;
     int x = 0;
     for (; x + 4 <= W; x += 4) {
       const int64_t o = static_cast<int64_t>(y) * W + x;
-      const __m256d xo = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_add_epi32(_mm_set1_epi32(x), lane)), half);
-      __m256d xin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m0, xo), m1yo), m2);
-      __m256d yin = _mm256_add_pd(_mm256_add_pd(_mm256_mul_pd(m3, xo), m4yo), m5);
-      const __m256d in = _mm256_and_pd(
-          _mm256_and_pd(_mm256_cmp_pd(xin, zero, _CMP_GE_OQ), _mm256_cmp_pd(xin, wd, _CMP_LT_OQ)),
-          _mm256_and_pd(_mm256_cmp_pd(yin, zero, _CMP_GE_OQ), _mm256_cmp_pd(yin, hd, _CMP_LT_OQ)));
-      bool fast = _mm256_movemask_pd(in) == 0xF;
+      __m256d xin, yin;
+      const bool inside = lanes.source(row, x, xin, yin);
+      bool fast = inside;
       __m256d dx = zero, dy = zero;
       if (fast) {
         xin = _mm256_add_pd(xin, mhalf);
