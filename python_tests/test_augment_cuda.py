@@ -110,3 +110,131 @@ def test_chain_cuda_equals_cpu_large_batch():
     cpu = AF.apply_chain(x, op, params, interp, fill)
     gpu = AF.apply_chain(x.cuda(), op, params, interp, fill)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+
+
+def _affine_params(n, h, w, g):
+    # identity, translations (the no-rotation nearest path, dx/dy == 0 shortcuts), shears, rotations, out of frame
+    eye = torch.tensor([1.0, 0, 0, 0, 1.0, 0], dtype=torch.float64)
+    p = eye.repeat(n, 1)
+    k = torch.arange(n) % 8
+    t = torch.rand(n, generator=g, dtype=torch.float64) - 0.5
+    p[k == 1, 2] = (t * w * 0.9)[k == 1]           # translate x (fractional)
+    p[k == 2, 5] = (t * h * 0.9)[k == 2]           # translate y
+    p[k == 3, 1] = (t * 0.6)[k == 3]               # shear x
+    p[k == 4, 3] = (t * 0.6)[k == 4]               # shear y
+    p[k == 5, 2] = torch.round(t * w)[k == 5]      # integer translate x
+    rot = AF.rotate_matrix(t * 60, w, h)
+    p[k == 6] = rot[k == 6]
+    p[k == 7, 2] = 3.0 * w                         # everything outside: fill
+    return p
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("interp_code", [0, 1, 2])
+def test_affine_variants_cuda_equals_cpu(interp_code, c):
+    x = _batch(n=32, c=c, h=31, w=44, seed=7)
+    g = torch.Generator().manual_seed(11 + interp_code)
+    params = _affine_params(32, 31, 44, g)
+    op = torch.full((32,), AF.OP_CODES["affine"], dtype=torch.int64)
+    interp = torch.full((32,), interp_code, dtype=torch.int64)
+    fill = torch.randint(0, 256, (32, c), generator=g, dtype=torch.uint8)
+    cpu = AF.apply_slot(x, op, params, interp, fill)
+    gpu = AF.apply_slot(x.cuda(), op, params, interp, fill)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_histogram_ops_large_cuda_equals_cpu(c):
+    # 224 x 224: more pixels than the histogram blocks of one sample cover in one stride (the grid-stride loop),
+    # Contrast's luma histogram, AutoContrast's and Equalize's channel histograms, mixed in one slot
+    x = _batch(n=12, c=c, h=224, w=224, seed=4)
+    x[0] = 7  # a flat image (degenerate histograms)
+    ops = [AF.OP_CODES[k] for k in ("contrast", "auto_contrast", "equalize", "identity")]
+    op = torch.tensor([ops[i % 4] for i in range(12)], dtype=torch.int64)
+    params = torch.zeros(12, 6, dtype=torch.float64)
+    params[:, 0] = torch.linspace(0.1, 1.9, 12, dtype=torch.float64)
+    interp = torch.zeros(12, dtype=torch.int64)
+    fill = torch.zeros(12, c, dtype=torch.uint8)
+    cpu = AF.apply_slot(x, op, params, interp, fill)
+    gpu = AF.apply_slot(x.cuda(), op, params, interp, fill)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=0)
+
+
+def test_noncontiguous_args_and_side_stream():
+    # the op itself (not the Python front end) must accept strided CUDA arguments, and run on the current stream
+    n, c = 8, 3
+    x = _batch(n=n, c=c, h=20, w=30, seed=3)
+    g = torch.Generator().manual_seed(5)
+    op = torch.tensor([AF.OP_CODES[k] for k in ("invert", "affine", "color", "sharpness", "equalize",
+                                                 "gaussian_blur", "posterize", "contrast")], dtype=torch.int64)
+    params = torch.zeros(n, 6, dtype=torch.float64)
+    params[:, 0] = 1.3
+    params[1] = AF.rotate_matrix(torch.tensor([17.0], dtype=torch.float64), 30, 20)[0]
+    params[6, 0] = 3
+    interp = torch.tensor([2, 1, 0, 2, 1, 0, 2, 1], dtype=torch.int64)
+    fill = torch.randint(0, 256, (n, c), generator=g, dtype=torch.uint8)
+    ref = torch.ops.etrain.augment_slot(x, op, params, interp, fill)
+    xs = x.cuda().to(memory_format=torch.channels_last)
+    ops = torch.stack([op, op], 1).cuda()[:, 1]                        # stride 2
+    ps = torch.cat([params, params], 1).cuda()[:, 6:]                  # row stride 12
+    its = torch.stack([interp, interp], 1).cuda()[:, 0]
+    fs = fill.t().contiguous().cuda().t()                              # transposed
+    assert not (xs.is_contiguous() or ops.is_contiguous() or ps.is_contiguous() or fs.is_contiguous())
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())  # the channels_last copy above ran on the default stream
+    with torch.cuda.stream(s):
+        out = torch.ops.etrain.augment_slot(xs, ops, ps, its, fs)
+        chain = torch.ops.etrain.augment_chain(xs, ops[:, None].expand(n, 2), ps[:, None].expand(n, 2, 6),
+                                               its[:, None].expand(n, 2), fs)
+    s.synchronize()
+    torch.testing.assert_close(out.cpu(), ref, rtol=0, atol=0)
+    ref2 = torch.ops.etrain.augment_slot(ref, op, params, interp, fill)
+    torch.testing.assert_close(chain.cpu(), ref2, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_chain_cuda_equals_cpu_c(c):
+    x = _batch(n=40, c=c, h=17, w=23, seed=8)
+    g = torch.Generator().manual_seed(c)
+    op = torch.randint(0, len(AF.OP_CODES), (40, 3), generator=g)
+    params = torch.zeros(40, 3, 6, dtype=torch.float64)
+    params[..., 0] = torch.randint(1, 9, (40, 3), generator=g).double()
+    aff = op == AF.OP_CODES["affine"]
+    params[aff] = AF.rotate_matrix(torch.rand(int(aff.sum()), generator=g, dtype=torch.float64) * 60 - 30, 23, 17)
+    interp = torch.randint(0, 3, (40, 3), generator=g)
+    fill = torch.randint(0, 256, (40, c), generator=g, dtype=torch.uint8)
+    torch.testing.assert_close(AF.apply_chain(x.cuda(), op, params, interp, fill).cpu(),
+                               AF.apply_chain(x, op, params, interp, fill), rtol=0, atol=0)
+    # zero slots, zero samples, tiny images
+    assert torch.equal(AF.apply_chain(x.cuda(), op[:, :0], params[:, :0], interp[:, :0], fill).cpu(), x)
+    e = torch.zeros(0, c, 5, 5, dtype=torch.uint8)
+    assert AF.apply_chain(e.cuda(), op[:0], params[:0], interp[:0], fill[:0]).shape == e.shape
+    t = x[:, :, :1, :2].contiguous()
+    torch.testing.assert_close(AF.apply_chain(t.cuda(), op, params, interp, fill).cpu(),
+                               AF.apply_chain(t, op, params, interp, fill), rtol=0, atol=0)
+
+
+def test_cuda_front_end_checks_and_sample_limit():
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8, device="cuda")
+    op = torch.full((2,), AF.OP_CODES["affine"], dtype=torch.int64)
+    params = torch.zeros(2, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="interp codes"):
+        AF.apply_slot(x, op, params, torch.full((2,), 5, dtype=torch.int64))
+    blur = torch.full((2,), AF.OP_CODES["gaussian_blur"], dtype=torch.int64)
+    params[1, 0] = -1.0
+    with pytest.raises(ValueError, match="GaussianBlur radius"):
+        AF.apply_slot(x, blur, params)
+    # op codes the kernels do not know act as the identity on CUDA (no device sync to check them)
+    y = _batch(n=2, c=3, h=4, w=4).cuda()
+    same = torch.ops.etrain.augment_slot(y, torch.full((2,), 99, dtype=torch.int64, device="cuda"),
+                                         torch.zeros(2, 6, dtype=torch.float64, device="cuda"),
+                                         torch.zeros(2, dtype=torch.int64, device="cuda"),
+                                         torch.zeros(2, 3, dtype=torch.uint8, device="cuda"))
+    assert torch.equal(same, y)
+    n = 65536
+    big = torch.zeros(n, 1, 1, 1, dtype=torch.uint8, device="cuda")
+    with pytest.raises(ValueError, match="65535"):
+        torch.ops.etrain.augment_slot(big, torch.zeros(n, dtype=torch.int64, device="cuda"),
+                                      torch.zeros(n, 6, dtype=torch.float64, device="cuda"),
+                                      torch.zeros(n, dtype=torch.int64, device="cuda"),
+                                      torch.zeros(n, 1, dtype=torch.uint8, device="cuda"))

@@ -5,9 +5,11 @@ once) as GB/s, and that as a fraction of the device's copy bandwidth measured in
 Usage: python scripts/bench_gpu.py [--batch 256] [--size 224] [--target 160] [--json out.json]
 
 With --augment it benchmarks the batched RandAugment instead (bench_augment): img/s of
-efficienttrain_ext.augment.RandAugment('rand-m9-mstd0.5-inc1') on a uint8 batch on the GPU (per-sample ops), vs
-torchvision.transforms.v2.RandAugment (one op for the whole batch) and timm's per-image PIL RandAugment on one
-CPU core.  Usage: python scripts/bench_gpu.py --augment [--batch 256] [--size 224] [--json out.json]
+efficienttrain_ext.augment.RandAugment('rand-m9-mstd0.5-inc1', and the t3aw set with GaussianBlur) on a uint8
+batch on the GPU (per-sample ops; checked bit-exact against the CPU kernels first), vs
+torchvision.transforms.v2.RandAugment (one op for the whole batch), kornia's RandAugment and timm's per-image PIL
+RandAugment on one CPU core, each when importable (otherwise skipped with a message).
+Usage: python scripts/bench_gpu.py --augment [--batch 256] [--size 224] [--json out.json]
 """
 
 from __future__ import annotations
@@ -62,24 +64,43 @@ def _augment_photos(n: int, size: int) -> torch.Tensor:
 
         imgs = [np.asarray(Image.fromarray(f()).resize((size, size))) for f in (sd.astronaut, sd.chelsea, sd.coffee)]
         return torch.from_numpy(np.stack([imgs[i % 3] for i in range(n)])).permute(0, 3, 1, 2).contiguous()
-    except ImportError:
+    except Exception as e:  # noqa: BLE001 (ImportError, or a broken install)
+        print(f"note: scikit-image/Pillow photos unavailable ({type(e).__name__}: {e}); using random images")
         return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 
 
+def _skipped(what: str, e: BaseException) -> None:
+    print(f"skipped: {what} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+
+
 def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = None) -> list[dict]:
-    """GPU img/s of the batched RandAugment vs torchvision v2 RandAugment (batch-wide) and timm on one CPU core."""
+    """GPU img/s of the batched RandAugment vs torchvision v2 / kornia RandAugment (GPU, if importable) and timm on
+    one CPU core (if importable). A missing or broken optional package skips its row with a message."""
     import time
 
-    from efficienttrain_ext.augment import RandAugment, from_timm_string
+    from efficienttrain_ext.augment import from_timm_string
 
     policy = "rand-m9-mstd0.5-inc1"
     x_cpu = _augment_photos(batch, size)
     x = x_cpu.cuda()
     rows = []
     ra = from_timm_string(policy, size)
+    # The GPU result must equal the CPU kernels' (same draws from the same seed), bit for bit.
+    same = torch.equal(ra(x, generator=torch.Generator().manual_seed(1)).cpu(),
+                       ra(x_cpu, generator=torch.Generator().manual_seed(1)))
+    print(f"etrain RandAugment {policy}: GPU output {'==' if same else '!='} CPU output (bit-exact check)")
     gen = torch.Generator().manual_seed(0)
     ms = cuda_time_ms(lambda: ra(x, generator=gen), warmup=3, iters=20)
-    rows.append(dict(case=f"etrain RandAugment {policy} (per-sample ops, GPU)", ms=ms, img_s=batch / (ms * 1e-3)))
+    rows.append(dict(case=f"etrain RandAugment {policy} (per-sample ops, GPU)", ms=ms, img_s=batch / (ms * 1e-3),
+                     gpu_equals_cpu=same))
+    # timm's 3-Augment weighted set: GaussianBlur (the row/column blur passes) in a third of the slots.
+    ra3 = from_timm_string("rand-m9-mstd0.5-t3aw", size)
+    same3 = torch.equal(ra3(x, generator=torch.Generator().manual_seed(1)).cpu(),
+                        ra3(x_cpu, generator=torch.Generator().manual_seed(1)))
+    print(f"etrain RandAugment rand-m9-mstd0.5-t3aw: GPU output {'==' if same3 else '!='} CPU output")
+    ms = cuda_time_ms(lambda: ra3(x, generator=gen), warmup=3, iters=20)
+    rows.append(dict(case="etrain RandAugment rand-m9-mstd0.5-t3aw (per-sample ops incl. GaussianBlur, GPU)", ms=ms,
+                     img_s=batch / (ms * 1e-3), gpu_equals_cpu=same3))
     try:
         from torchvision.transforms import v2
 
@@ -87,8 +108,21 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
         ms = cuda_time_ms(lambda: tv(x), warmup=3, iters=20)
         rows.append(dict(case="torchvision v2 RandAugment n=2 m=9 (one op per batch, GPU)", ms=ms,
                          img_s=batch / (ms * 1e-3)))
-    except ImportError:
-        pass
+    except Exception as e:  # noqa: BLE001 (not installed, or built for another torch)
+        _skipped("torchvision v2 RandAugment", e)
+    try:
+        import kornia.augmentation as K
+
+        kra = K.auto.RandAugment(n=2, m=9)
+
+        def kornia_ra():  # kornia works on float images in [0, 1]: the conversions are part of the cost
+            return (kra(x.float().div_(255)) * 255).round_().clamp_(0, 255).to(torch.uint8)
+
+        ms = cuda_time_ms(kornia_ra, warmup=3, iters=20)
+        rows.append(dict(case="kornia RandAugment n=2 m=9 (uint8 -> float -> uint8, GPU)", ms=ms,
+                         img_s=batch / (ms * 1e-3)))
+    except Exception as e:  # noqa: BLE001
+        _skipped("kornia RandAugment", e)
     try:
         import random
 
@@ -99,7 +133,7 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
         for op in tf.ops:  # PosterizeIncreasing's 0 bits crash Pillow >= 10
             if "Posterize" in op.name:
                 op.aug_fn = (lambda f: lambda img, b, **kw: f(img, max(1, b), **kw))(op.aug_fn)
-        pil = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x_cpu[:64]]
+        pil = [Image.fromarray(img.permute(1, 2, 0).contiguous().numpy()) for img in x_cpu[:64]]
         random.seed(0)
         best = float("inf")
         for _ in range(3):
@@ -109,8 +143,8 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
             best = min(best, time.perf_counter() - t0)
         rows.append(dict(case="timm RandAugment per image (PIL, 1 CPU core)", ms=best * 1e3 * batch / len(pil),
                          img_s=len(pil) / best))
-    except ImportError:
-        pass
+    except Exception as e:  # noqa: BLE001
+        _skipped("timm RandAugment (PIL)", e)
     base = rows[-1]["img_s"] if rows[-1]["case"].startswith("timm") else None
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
     print(f"RandAugment, batch {batch}x3x{size}x{size} uint8")
@@ -123,6 +157,8 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
     if json_path:
         with open(json_path, "w") as f:
             json.dump(dict(device=torch.cuda.get_device_name(), batch=batch, size=size, rows=rows), f, indent=1)
+    if not (same and same3):
+        raise SystemExit("the GPU RandAugment output differs from the CPU kernels' (see above)")
     return rows
 
 

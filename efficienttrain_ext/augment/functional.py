@@ -124,6 +124,27 @@ def _fill(fillcolor, n: int, c: int) -> torch.Tensor:
     return f.round().to(torch.uint8).contiguous()
 
 
+def _check_for_cuda(name: str, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor) -> None:
+    """The CUDA kernels cannot check interp codes and GaussianBlur radii without a device sync (they would use
+    bicubic for a bad interp code and leave a sample with a bad radius unchanged): check them here while they are
+    still on the CPU (no sync), with the CPU kernels' messages. Tensors already on the GPU are not checked."""
+    if interp.device.type == "cpu" and interp.numel():
+        i = interp.to(torch.int64)
+        bad = (i < 0) | (i > 2)
+        if bool(bad.any()):
+            raise ValueError(f"{name}: interp codes must be 0 (nearest), 1 (bilinear) or 2 (bicubic), got "
+                             f"{i[bad][:4].tolist()}")
+    if (op.device.type == "cpu" and params.device.type == "cpu" and op.numel()
+            and tuple(params.shape) == (*op.shape, NUM_PARAMS)):
+        blur = op == OP_CODES["gaussian_blur"]
+        if bool(blur.any()):
+            r = params[..., 0][blur].to(torch.float64)
+            bad = ~((r >= 0) & (r <= MAX_BLUR_RADIUS))
+            if bool(bad.any()):
+                raise ValueError(f"{name}: GaussianBlur radius (params[..., 0]) must be in [0, 1e6], got "
+                                 f"{r[bad][:4].tolist()}")
+
+
 def apply_slot(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor | None = None,
                fill: torch.Tensor | None = None) -> torch.Tensor:
     """Run one op slot: sample i gets op code ``op[i]`` with ``params[i]`` (float64 [N, 6]), ``interp[i]``
@@ -142,6 +163,8 @@ def apply_slot(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: 
         fill = torch.zeros((n, c), dtype=torch.uint8)
     dev = x.device
     nb = dev.type == "cuda"
+    if nb:
+        _check_for_cuda("augment_slot", op, params, interp)
     return torch.ops.etrain.augment_slot(
         x, op.to(dev, non_blocking=nb), params.to(dev, torch.float64, non_blocking=nb).contiguous(),
         interp.to(dev, torch.int64, non_blocking=nb), fill.to(dev, torch.uint8, non_blocking=nb))
@@ -162,6 +185,8 @@ def apply_chain(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp:
         raise ValueError(f"op: codes must be in [0, {len(OP_CODES)}), got {op.min().item()}..{op.max().item()}")
     dev = x.device
     nb = dev.type == "cuda"
+    if nb:
+        _check_for_cuda("augment_chain", op, params, interp)
     return torch.ops.etrain.augment_chain(
         x, op.to(dev, non_blocking=nb).contiguous(), params.to(dev, torch.float64, non_blocking=nb).contiguous(),
         interp.to(dev, torch.int64, non_blocking=nb).contiguous(), fill.to(dev, torch.uint8, non_blocking=nb))

@@ -1,9 +1,9 @@
 """timm-compatible RandAugment over uint8 batches: every sample draws its own ops, magnitudes, signs and
 interpolation.
 
-A batch is one call of ``torch.ops.etrain.augment_chain`` (the ``n`` op slots in sequence; on CUDA a fixed three
-kernel launches per slot). The draws follow ``timm.data.auto_augment`` (RandAugment + AugmentOp) exactly in
-distribution:
+A batch is one call of ``torch.ops.etrain.augment_chain`` (the ``n`` op slots in sequence; on CUDA a fixed five
+kernel launches per slot, plus a memset and the slot's argument copies). The draws follow
+``timm.data.auto_augment`` (RandAugment + AugmentOp) exactly in distribution:
 
 * ops: ``n`` per image, uniformly with replacement from the transform list (``t`` weighted lists: without
   replacement, as timm's ``np.random.choice(..., replace=False, p=w)``); transform sets: the default list, ``inc1``
