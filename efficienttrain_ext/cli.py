@@ -1,4 +1,4 @@
-"""``etrain`` command line: ``train``, ``schedule`` and ``plot``."""
+"""``etrain`` command line: ``train``, ``schedule``, ``search`` and ``plot``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ _FLAGS = {
 }
 
 
-def _add_config_args(p: argparse.ArgumentParser, training: bool) -> None:
+def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool = True) -> None:
     p.add_argument("-c", "--config", help="YAML preset (see configs/); CLI flags and --set override it")
     p.add_argument("--model", help="timm model name (random init unless --pretrained-file)")
     p.add_argument("--curriculum", help="efficienttrain | efficienttrain++ | progressive | none | FILE.yaml")
@@ -46,6 +46,7 @@ def _add_config_args(p: argparse.ArgumentParser, training: bool) -> None:
         p.add_argument("--lr", type=float, help="absolute learning rate (default: 4e-3 x global batch / 4096)")
         p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"])
         p.add_argument("--pretrained-file", help="local weights file to initialise from")
+    if training and resumable:
         p.add_argument("--resume", help="run directory or checkpoint file to continue exactly (without -c, the "
                        "run's own configuration is used)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing run in the run directory")
@@ -61,10 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedule", help="print a curriculum's stage table and predicted compute (FLOP counted)")
     _add_config_args(p, training=False)
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the model counted")
+    p = sub.add_parser("search", help="greedy search for per-stage sizes with short proxy runs (EfficientTrain's "
+                       "searched curricula); writes best_schedule.yaml for --curriculum")
+    _add_config_args(p, training=True, resumable=False)
+    p.add_argument("--candidates", required=True, type=_int_list, metavar="B1,B2,...",
+                   help="candidate sizes below the final size, e.g. 96,128,160,192")
+    p.add_argument("--stages", type=int, default=4, help="equal stages of the run (default 4)")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="accuracy points a stage may cost vs the all-final-size baseline (default 0)")
+    p.add_argument("--metric", default="top1", choices=["top1", "ema_top1", "top5"])
     p = sub.add_parser("plot", help="plot accuracy vs wall time and the schedules of one or more runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("-o", "--out", help="output directory for the PNGs (default: the first run directory)")
     return parser
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _config(args: argparse.Namespace):
@@ -110,6 +127,19 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .search import check_search_args, run_search
+    from .train import TrainError
+
+    cfg = _config(args)
+    try:
+        check_search_args(args.candidates, args.stages, cfg.data.final_size, args.tolerance)
+    except ValueError as e:
+        raise TrainError(str(e)) from e
+    run_search(cfg, args.candidates, args.stages, args.tolerance, args.metric)
+    return 0
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plot import compare_table, plot_runs
 
@@ -126,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
 
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "plot": _cmd_plot}
+    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot}
     try:
         return handlers[args.command](args)
     except (ConfigError, ScheduleError, DataError, CheckpointError, FileNotFoundError) as e:
