@@ -82,7 +82,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy", "pyyaml", "tqdm", "matplotlib", "timm>=1.0"],
     extras_require={
-        "test": ["pytest", "pytest-benchmark", "hypothesis", "scikit-image"],
+        "test": ["pytest", "pytest-benchmark", "hypothesis", "scikit-image", "tensorboard"],
         "detection": ["mmengine==0.10.7", "mmdet==3.3.0"],
     },
     ext_modules=[_extension()],
