@@ -185,14 +185,16 @@ ETRAIN_AVX2 inline __m256d cubic4(__m256d v1, __m256d v2, __m256d v3, __m256d v4
 }
 
 
-// Bicubic for warps that keep rows (m = (a, b, c, 0, 1, 0): x shears and x translations): the source row is the
-// output row and dy == 0, so each output pixel is one horizontal cubic (cubic(..., 0) == second row exactly). Four
-// output pixels per step whose 4-tap windows are consecutive read their 7 source bytes with four 4-byte loads;
-// other groups (image borders, fill, rounding steps) take the scalar path. Bit-identical to it.
-template <int NC>
-ETRAIN_AVX2 void bicubic_rowshift_avx2(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int H, int W,
+// Warps that keep rows (m = (a, b, c, 0, 1, 0): x shears and x translations): the source row is the output row
+// and dy == 0, so each output pixel is one horizontal cubic (cubic(..., 0) == second row exactly) or lerp
+// (a + (b - a) * 0 == a: Pillow's second bilinear step is exact). Four output pixels per step whose windows are
+// consecutive read their source bytes with 4-byte loads; other groups (image borders, fill, rounding steps) take
+// the scalar path. Bit-identical to it.
+template <int NC, bool Cubic>
+ETRAIN_AVX2 void rowshift_avx2(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int H, int W,
                                        const double m[6], const uint8_t fill[NC]) {
   using namespace detail;
+  constexpr int64_t kInterp = Cubic ? kBicubic : kBilinear;
   const int64_t plane = static_cast<int64_t>(H) * W;
   const AffineLanes lanes(m, H, W);
   const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
@@ -214,29 +216,37 @@ ETRAIN_AVX2 void bicubic_rowshift_avx2(const uint8_t* __restrict__ src, uint8_t*
         const __m128i xf = _mm256_cvttpd_epi32(xfl);
         x0 = _mm_cvtsi128_si32(xf);
         const __m128i seq = _mm_add_epi32(_mm_set1_epi32(x0), lane);
-        fast = _mm_movemask_epi8(_mm_cmpeq_epi32(xf, seq)) == 0xFFFF && x0 - 1 >= 0 && x0 + 5 <= W - 1;
+        // taps x0-1..x0+5 (cubic) or x0..x0+4 (bilinear) inside the row: no edge clamping
+        fast = _mm_movemask_epi8(_mm_cmpeq_epi32(xf, seq)) == 0xFFFF && x0 - (Cubic ? 1 : 0) >= 0 &&
+               x0 + (Cubic ? 5 : 4) <= W - 1;
       }
       if (!fast) {
-        for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kBicubic, fill);
+        for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kInterp, fill);
         continue;
       }
       for (int c = 0; c < NC; ++c) {
-        const uint8_t* r = src + c * plane + static_cast<int64_t>(y) * W + (x0 - 1);
-        store4(dst + c * plane + o, cubic4(load4u8(r), load4u8(r + 1), load4u8(r + 2), load4u8(r + 3), dx));
+        const uint8_t* r = src + c * plane + static_cast<int64_t>(y) * W + x0;
+        if constexpr (Cubic) {
+          store4(dst + c * plane + o, cubic4(load4u8(r - 1), load4u8(r), load4u8(r + 1), load4u8(r + 2), dx));
+        } else {
+          const __m256d a = load4u8(r);
+          store4(dst + c * plane + o, _mm256_add_pd(a, _mm256_mul_pd(_mm256_sub_pd(load4u8(r + 1), a), dx)));
+        }
       }
     }
-    for (; x < W; ++x) affine_pixel_c<NC>(src, dst, H, W, x, y, m, m1yo_s, m4yo_s, kBicubic, fill);
+    for (; x < W; ++x) affine_pixel_c<NC>(src, dst, H, W, x, y, m, m1yo_s, m4yo_s, kInterp, fill);
   }
 }
 
-// Bicubic for warps that keep columns (m = (1, 0, 0, d, e, f): y shears and y translations): xin = x + 0.5, so
-// dx == 0 and each output pixel is one vertical cubic (cubic(..., 0) == second column exactly) on its own column.
-// Four output pixels per step; rows are read with one 4-byte load per row when the four windows start on the same
-// row (y translations), else byte by byte. Groups touching the top/bottom border or the fill take the scalar path.
-template <int NC>
-ETRAIN_AVX2 void bicubic_colshift_avx2(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int H, int W,
+// Warps that keep columns (m = (1, 0, 0, d, e, f): y shears and y translations): xin = x + 0.5, so dx == 0 and each
+// output pixel is one vertical cubic (cubic(..., 0) == second column exactly) or lerp on its own column. Four
+// output pixels per step; rows are read with one 4-byte load per row when the four windows start on the same row
+// (y translations), else byte by byte. Groups touching the top/bottom border or the fill take the scalar path.
+template <int NC, bool Cubic>
+ETRAIN_AVX2 void colshift_avx2(const uint8_t* __restrict__ src, uint8_t* __restrict__ dst, int H, int W,
                                        const double m[6], const uint8_t fill[NC]) {
   using namespace detail;
+  constexpr int64_t kInterp = Cubic ? kBicubic : kBilinear;
   const int64_t plane = static_cast<int64_t>(H) * W;
   const AffineLanes lanes(m, H, W);
   const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
@@ -256,32 +266,38 @@ ETRAIN_AVX2 void bicubic_colshift_avx2(const uint8_t* __restrict__ src, uint8_t*
         dy = _mm256_add_pd(ys, neg4(yfl));
         const __m128i yfi = _mm256_cvttpd_epi32(yfl);
         _mm_store_si128(reinterpret_cast<__m128i*>(yf), yfi);
-        const __m128i lo = _mm_cmpgt_epi32(_mm_set1_epi32(1), yfi);          // yf - 1 < 0
-        const __m128i hi = _mm_cmpgt_epi32(yfi, _mm_set1_epi32(H - 3));      // yf + 2 > H - 1
+        // rows yf-1..yf+2 (cubic) or yf..yf+1 (bilinear) inside the image: no edge clamping
+        const __m128i lo = _mm_cmpgt_epi32(_mm_set1_epi32(Cubic ? 1 : 0), yfi);
+        const __m128i hi = _mm_cmpgt_epi32(yfi, _mm_set1_epi32(H - (Cubic ? 3 : 2)));
         fast = _mm_movemask_epi8(_mm_or_si128(lo, hi)) == 0;
       }
       if (!fast) {
-        for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kBicubic, fill);
+        for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kInterp, fill);
         continue;
       }
+      constexpr int kTaps = Cubic ? 4 : 2, kFirst = Cubic ? -1 : 0;
       const bool same = yf[0] == yf[1] && yf[0] == yf[2] && yf[0] == yf[3];
       for (int c = 0; c < NC; ++c) {
         const uint8_t* s = src + c * plane + x;
-        __m256d v[4];
+        __m256d v[kTaps];
         if (same) {
-          for (int k = 0; k < 4; ++k) v[k] = load4u8(s + static_cast<int64_t>(yf[0] - 1 + k) * W);
+          for (int k = 0; k < kTaps; ++k) v[k] = load4u8(s + static_cast<int64_t>(yf[0] + kFirst + k) * W);
         } else {
-          for (int k = 0; k < 4; ++k) {
-            v[k] = _mm256_cvtepi32_pd(_mm_setr_epi32(s[static_cast<int64_t>(yf[0] - 1 + k) * W],
-                                                      s[static_cast<int64_t>(yf[1] - 1 + k) * W + 1],
-                                                      s[static_cast<int64_t>(yf[2] - 1 + k) * W + 2],
-                                                      s[static_cast<int64_t>(yf[3] - 1 + k) * W + 3]));
+          for (int k = 0; k < kTaps; ++k) {
+            v[k] = _mm256_cvtepi32_pd(_mm_setr_epi32(s[static_cast<int64_t>(yf[0] + kFirst + k) * W],
+                                                      s[static_cast<int64_t>(yf[1] + kFirst + k) * W + 1],
+                                                      s[static_cast<int64_t>(yf[2] + kFirst + k) * W + 2],
+                                                      s[static_cast<int64_t>(yf[3] + kFirst + k) * W + 3]));
           }
         }
-        store4(dst + c * plane + o, cubic4(v[0], v[1], v[2], v[3], dy));
+        if constexpr (Cubic) {
+          store4(dst + c * plane + o, cubic4(v[0], v[1], v[2], v[3], dy));
+        } else {
+          store4(dst + c * plane + o, _mm256_add_pd(v[0], _mm256_mul_pd(_mm256_sub_pd(v[1], v[0]), dy)));
+        }
       }
     }
-    for (; x < W; ++x) affine_pixel_c<NC>(src, dst, H, W, x, y, m, m1yo_s, m4yo_s, kBicubic, fill);
+    for (; x < W; ++x) affine_pixel_c<NC>(src, dst, H, W, x, y, m, m1yo_s, m4yo_s, kInterp, fill);
   }
 }
 
@@ -460,12 +476,22 @@ void affine_image(const uint8_t* src, uint8_t* dst, int H, int W, const double* 
 #ifdef ETRAIN_AUGMENT_AVX
   // The vector paths use 32-bit offsets within a sample (always enough for training images).
   if (cpu_has_avx2() && static_cast<int64_t>(NC) * H * W < (int64_t{1} << 31) && W >= 4) {
-    if (interp == kBicubic && m[3] == 0.0 && m[4] == 1.0 && m[5] == 0.0) {
-      bicubic_rowshift_avx2<NC>(src, dst, H, W, m, fill);
+    const bool row_preserving = m[3] == 0.0 && m[4] == 1.0 && m[5] == 0.0;
+    const bool col_preserving = m[0] == 1.0 && m[1] == 0.0 && m[2] == 0.0;
+    if (interp == kBilinear && row_preserving) {
+      rowshift_avx2<NC, false>(src, dst, H, W, m, fill);
       return;
     }
-    if (interp == kBicubic && m[0] == 1.0 && m[1] == 0.0 && m[2] == 0.0) {
-      bicubic_colshift_avx2<NC>(src, dst, H, W, m, fill);
+    if (interp == kBilinear && col_preserving) {
+      colshift_avx2<NC, false>(src, dst, H, W, m, fill);
+      return;
+    }
+    if (interp == kBicubic && row_preserving) {
+      rowshift_avx2<NC, true>(src, dst, H, W, m, fill);
+      return;
+    }
+    if (interp == kBicubic && col_preserving) {
+      colshift_avx2<NC, true>(src, dst, H, W, m, fill);
       return;
     }
     if (interp == kBicubic) {
