@@ -131,6 +131,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from .search import check_search_args, run_search
     from .train import TrainError
 
+    if args.curriculum is not None:  # the search writes its own schedule per trial
+        raise TrainError("etrain search builds its own schedules; --curriculum does not apply (replay and "
+                         "batch_scale go in --set 'curriculum.options={...}')")
     cfg = _config(args)
     try:
         check_search_args(args.candidates, args.stages, cfg.data.final_size, args.tolerance)

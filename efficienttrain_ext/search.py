@@ -154,10 +154,42 @@ def _write_outputs(out_dir: str, result: SearchResult, metric: str) -> list[str]
     return [os.path.join(out_dir, n) for n in ("search.csv", "search.json", "best_schedule.yaml", "search.png")]
 
 
+def _trial_options(options: dict, sizes: Sequence[int]) -> dict:
+    """The curriculum options a trial takes: replay and batch_scale only (the trial schedule is a YAML file), with
+    ``{size: value}`` tables cut to the trial's sizes (the baseline trial has none of the small ones)."""
+    out = {}
+    for key in ("replay", "batch_scale"):
+        if key in options:
+            v = options[key]
+            out[key] = {k: x for k, x in v.items() if int(k) in sizes} if isinstance(v, dict) else v
+    return out
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    """A configuration as a trial's reuse check compares it: the trajectory keys, without the schedule file path
+    (the trial directory's name already fixes the sizes)."""
+    from .config import OPERATIONAL_KEYS
+
+    d = yaml.safe_load(yaml.safe_dump(cfg_dict, sort_keys=False))  # as read back from a trial's config.yaml
+    for section, key in OPERATIONAL_KEYS | {("curriculum", "name")}:
+        d.get(section, {}).pop(key, None)
+    return d
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Under torchrun every rank writes the same file: replace it whole, so no rank reads a truncated one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def run_search(cfg, candidates: Sequence[int], stages: int, tolerance: float = 0.0, metric: str = "top1",
                out_dir: str | None = None) -> SearchResult:
     """Greedy search with proxy runs of ``cfg`` (its model, data, recipe, epochs and final size): one training run
-    per size list in ``out_dir/trial-<sizes>/``; a trial whose ``summary.json`` exists is read, not retrained."""
+    per size list in ``out_dir/trial-<sizes>/``; a trial whose ``summary.json`` exists and whose ``config.yaml``
+    matches this configuration is read, not retrained."""
+    from .config import config_to_dict
     from .resize import size_rule_for_model
     from .train import Trainer, TrainError, create_model
 
@@ -166,28 +198,55 @@ def run_search(cfg, candidates: Sequence[int], stages: int, tolerance: float = 0
         raise TrainError(f"a search with {stages} stages needs at least {stages} epochs, got {cfg.train.epochs}")
     if metric not in ("top1", "ema_top1", "top5"):
         raise TrainError(f"metric must be top1, ema_top1 or top5, got {metric!r}")
+    if metric == "ema_top1" and not cfg.train.ema:
+        raise TrainError("metric ema_top1 needs train.ema=true")
     # candidates the model can take (rounded like the curricula's sizes), checked before anything trains
     rule = size_rule_for_model(create_model(cfg, 10), cfg.curriculum.size_multiple)
     rounded = sorted({rule.round(c) for c in candidates})
+    too_big = sorted(c for c in candidates if rule.round(c) >= final)
+    if too_big:  # e.g. 220 for a final 224 on a patch-16 ViT
+        raise TrainError(f"candidates {too_big} round to {sorted({rule.round(c) for c in too_big})} for "
+                         f"{cfg.model.name}, not below the final size {final}; give smaller candidates")
     for c in rounded:
         rule.check(c, "candidate size")
+    options = dict(cfg.curriculum.options)
+    for key in ("replay", "batch_scale"):
+        if isinstance(options.get(key), dict):
+            unknown = sorted(int(k) for k in options[key] if int(k) not in set(rounded) | {final})
+            if unknown:
+                raise TrainError(f"curriculum.options.{key} names sizes {unknown}, but the search's sizes are "
+                                 f"{rounded + [final]}")
     out_dir = out_dir or os.path.join(cfg.train.output, cfg.train.name or f"search-{cfg.model.name}")
     os.makedirs(out_dir, exist_ok=True)
 
-    def evaluate(sizes: tuple[int, ...]) -> tuple[float, float]:
-        run_dir = os.path.join(out_dir, _trial_name(sizes))
-        summary = os.path.join(run_dir, "summary.json")
-        if os.path.isfile(summary):
-            with open(summary) as f:
-                s = json.load(f)
-            print(f"search: {_trial_name(sizes)} already trained, reusing its result", flush=True)
-            return float(s["final"][metric]), float(s["predicted_cost"])
-        os.makedirs(run_dir, exist_ok=True)
-        sched = os.path.join(run_dir, "trial_schedule.yaml")
-        with open(sched, "w") as f:
-            yaml.safe_dump(schedule_spec(sizes, _trial_name(sizes)), f, sort_keys=False)
+    def trial_config(sizes: tuple[int, ...], sched: str):
         tcfg = copy.deepcopy(cfg)
         tcfg.curriculum.name = sched
+        tcfg.curriculum.options = _trial_options(options, sizes)
+        return tcfg
+
+    def evaluate(sizes: tuple[int, ...]) -> tuple[float, float]:
+        run_dir = os.path.join(out_dir, _trial_name(sizes))
+        sched = os.path.join(run_dir, "trial_schedule.yaml")
+        tcfg = trial_config(sizes, sched)
+        summary = os.path.join(run_dir, "summary.json")
+        saved = os.path.join(run_dir, "config.yaml")
+        if os.path.isfile(summary) and os.path.isfile(saved):
+            try:
+                with open(saved) as f:
+                    theirs = yaml.safe_load(f)
+                same = isinstance(theirs, dict) and _comparable(theirs) == _comparable(config_to_dict(tcfg))
+            except (OSError, yaml.YAMLError):  # e.g. being rewritten by rank 0 for a retrain: not reusable
+                same = False
+            if same:
+                with open(summary) as f:
+                    s = json.load(f)
+                print(f"search: {_trial_name(sizes)} already trained, reusing its result", flush=True)
+                return float(s["final"][metric]), float(s["predicted_cost"])
+            print(f"search: {_trial_name(sizes)} was trained with another configuration, training it again",
+                  flush=True)
+        os.makedirs(run_dir, exist_ok=True)
+        _write_atomic(sched, yaml.safe_dump(schedule_spec(sizes, _trial_name(sizes)), sort_keys=False))
         trainer = Trainer(tcfg, run_dir=run_dir, overwrite=True)
         row = trainer.fit()
         if metric not in row:

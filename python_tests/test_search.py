@@ -12,7 +12,7 @@ from efficienttrain_ext import cli
 from efficienttrain_ext.curriculum import schedule_from_yaml
 from efficienttrain_ext.search import greedy_search, schedule_spec
 
-from _etrain_helpers import FMNIST, tiny_args
+from _etrain_helpers import FMNIST, metrics, tiny_args
 
 
 def make_eval(required, calls):
@@ -118,3 +118,47 @@ def test_etrain_search_bad_input(tmp_path, capsys):
     assert "needs at least 3 epochs" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(_search_args(tmp_path, "--candidates", "a,b"))
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_etrain_search_retrains_trials_of_another_configuration(tmp_path, capsys):
+    args = _search_args(tmp_path, "--candidates", "22", "--stages", "2", "--tolerance", "100")
+    assert cli.main(args) == 0
+    first = json.loads((tmp_path / "s" / "search.json").read_text())
+    capsys.readouterr()
+    # another seed (as docs/training.md advises) in the same directory: the old trials must not be reused
+    assert cli.main(args + ["--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "already trained" not in out and out.count("trained with another configuration") == 2
+    second = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert [t["accuracy"] for t in second["trials"]] != [t["accuracy"] for t in first["trials"]]
+    # operational keys (threads, progress, ...) do not count as another configuration
+    assert cli.main(args + ["--seed", "1", "--set", "train.threads=1"]) == 0
+    assert capsys.readouterr().out.count("already trained, reusing its result") == 2
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_etrain_search_replay_per_size_applies_where_the_trial_has_that_size(tmp_path):
+    # {22: 2} names a candidate: the all-32 baseline has no stage at 22 and must still run; options that only
+    # other curricula take (min_scale) do not apply to the trials' schedule files
+    args = _search_args(tmp_path, "--candidates", "22", "--stages", "2", "--tolerance", "100",
+                        "--set", "curriculum.options={replay: {22: 2}, min_scale: 0.5}")
+    assert cli.main(args) == 0
+    d = tmp_path / "s"
+    assert [r["replay"] for r in metrics(d / "trial-32_32")] == [1, 1]
+    assert [r["replay"] for r in metrics(d / "trial-22_32")] == [2, 1]
+
+
+def test_etrain_search_bad_candidates_and_options(tmp_path, capsys):
+    # 31 rounds to 32 (ConvNet sizes are even): a clear error, not a traceback
+    assert cli.main(_search_args(tmp_path, "--candidates", "22,31", "--stages", "2")) == 2
+    assert "candidates [31] round to [32]" in capsys.readouterr().err
+    assert cli.main(_search_args(tmp_path, "--candidates", "22", "--stages", "2", "--curriculum", "none")) == 2
+    assert "--curriculum does not apply" in capsys.readouterr().err
+    assert cli.main(_search_args(tmp_path, "--candidates", "22", "--stages", "2",
+                                 "--set", "curriculum.options={replay: {24: 2}}")) == 2
+    assert "curriculum.options.replay names sizes [24]" in capsys.readouterr().err
+    assert cli.main(_search_args(tmp_path, "--candidates", "22", "--stages", "2", "--metric", "ema_top1",
+                                 "--set", "train.ema=false")) == 2
+    assert "ema_top1 needs train.ema=true" in capsys.readouterr().err
+    assert not any((tmp_path / "s").glob("trial-*"))  # nothing trained

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,3 +37,25 @@ def test_ddp_two_gloo_processes(tmp_path):
     assert ck["model"]["pos_embed"].shape == (1, 17, 32)
     # the ranks' RNG streams differ (distinct augmentation per rank)
     assert not torch.equal(ck["rng"][0]["torch"], ck["rng"][1]["torch"])
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_ddp_batch_scale_and_replay(tmp_path):
+    # below the final size: twice the batch (2 ranks x 16 = 2 steps per epoch) and every loaded batch used twice;
+    # each stage has its own loader and DistributedSampler, and both ranks take the same number of steps
+    args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
+                     "--set", "curriculum.options={batch_scale: 2, replay: 2}",
+                     size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)[1:]
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "efficienttrain_ext.train", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = metrics(tmp_path / "ddp")
+    assert [(r["size"], r["replay"]) for r in rows] == [(48, 2), (48, 2), (64, 1)]
+    assert [r["train_images"] for r in rows] == [64, 64, 64]
+    assert [r["loaded_images"] for r in rows] == [32, 32, 64]
+    sched = json.loads((tmp_path / "ddp" / "schedule.json").read_text())
+    assert [(st["batch"], st["steps_per_epoch"]) for st in sched["stages"]] == [(16, 2), (8, 4)]
+    assert load_checkpoint(tmp_path / "ddp")["global_step"] == sched["total_steps"] == 8
