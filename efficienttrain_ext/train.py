@@ -460,7 +460,9 @@ class Trainer:
                 loaded += x.shape[0]
             if x.shape[0] < 2:  # a batch of unreadable images (under DDP every rank must skip alike: rare)
                 continue
-            m = self.schedule.magnitude_at(step, self.total_steps, epoch)
+            # m0 t/T over training progress in epochs, like the learning rate (the same as per step when every
+            # stage has train.batch_size; with batch_scale, steps of different sizes count by the images they train)
+            m = self.schedule.magnitude_at(self._updates(epoch, i), self.schedule.epochs * self.ref_steps, epoch)
             x, y = self._prepare_batch(x, y, size, m)
             with self._autocast():
                 out = self.ddp_model(x)

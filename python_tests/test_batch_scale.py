@@ -67,5 +67,7 @@ def test_driver_doubles_batch_and_lr_below_final_size(tmp_path):
     assert big[0]["lr"] == pytest.approx(2 * plain[0]["lr"], rel=1e-12)
     assert big[1]["lr"] == pytest.approx(2 * plain[1]["lr"], rel=1e-12)
     assert big[2]["lr"] == pytest.approx(plain[2]["lr"], rel=1e-12)
-    # m = 9 t / T over the run's 8 steps: the last step of epoch 1 is step 1, of epoch 3 step 7
-    assert big[0]["magnitude"] == pytest.approx(9 * 1 / 8) and big[2]["magnitude"] == pytest.approx(9 * 7 / 8)
+    # m = 9 t / T follows epoch progress like the learning rate, in steps of batch 16 (T = 12): the last of the
+    # doubled batch's 2 steps in epoch 1 starts at t = 2 (the plain run's last, 4 steps, at t = 3)
+    assert big[0]["magnitude"] == pytest.approx(9 * 2 / 12) and plain[0]["magnitude"] == pytest.approx(9 * 3 / 12)
+    assert big[2]["magnitude"] == plain[2]["magnitude"] == pytest.approx(9 * 11 / 12)
