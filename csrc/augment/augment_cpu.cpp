@@ -79,10 +79,11 @@ struct AffineRow {
 
 struct AffineLanes {
   __m256d m0, m2, m3, m5, wd, hd;
+  int H, W;
 
-  ETRAIN_AVX2 AffineLanes(const double m[6], int H, int W)
+  ETRAIN_AVX2 AffineLanes(const double m[6], int H_, int W_)
       : m0(_mm256_set1_pd(m[0])), m2(_mm256_set1_pd(m[2])), m3(_mm256_set1_pd(m[3])), m5(_mm256_set1_pd(m[5])),
-        wd(_mm256_set1_pd(static_cast<double>(W))), hd(_mm256_set1_pd(static_cast<double>(H))) {}
+        wd(_mm256_set1_pd(static_cast<double>(W_))), hd(_mm256_set1_pd(static_cast<double>(H_))), H(H_), W(W_) {}
 
   ETRAIN_AVX2 AffineRow row(const double m[6], int y) const {
     const double yo = static_cast<double>(y) + 0.5;
@@ -102,6 +103,26 @@ struct AffineLanes {
         _mm256_and_pd(_mm256_cmp_pd(yin, zero, _CMP_GE_OQ), _mm256_cmp_pd(yin, hd, _CMP_LT_OQ)));
     return _mm256_movemask_pd(in) == 0xF;
   }
+
+  // Pillow's split of xin - 0.5, yin - 0.5 into integer corners xs, ys (floor) and fractions dx, dy; true when
+  // every lane's window [corner - before, corner + after] lies inside the image on both axes (no edge clamping).
+  ETRAIN_AVX2 bool window(__m256d xin, __m256d yin, int before, int after, __m256d& dx, __m256d& dy, int32_t xs[4],
+                          int32_t ys[4]) const {
+    const __m256d mhalf = _mm256_set1_pd(-0.5);
+    xin = _mm256_add_pd(xin, mhalf);
+    yin = _mm256_add_pd(yin, mhalf);
+    const __m256d xfl = _mm256_floor_pd(xin), yfl = _mm256_floor_pd(yin);
+    dx = _mm256_add_pd(xin, neg4(xfl));
+    dy = _mm256_add_pd(yin, neg4(yfl));
+    const __m128i xf = _mm256_cvttpd_epi32(xfl), yf = _mm256_cvttpd_epi32(yfl);
+    _mm_store_si128(reinterpret_cast<__m128i*>(xs), xf);
+    _mm_store_si128(reinterpret_cast<__m128i*>(ys), yf);
+    const __m128i lo = _mm_set1_epi32(before);
+    const __m128i out = _mm_or_si128(
+        _mm_or_si128(_mm_cmpgt_epi32(lo, xf), _mm_cmpgt_epi32(xf, _mm_set1_epi32(W - 1 - after))),
+        _mm_or_si128(_mm_cmpgt_epi32(lo, yf), _mm_cmpgt_epi32(yf, _mm_set1_epi32(H - 1 - after))));
+    return _mm_movemask_epi8(out) == 0;
+  }
 };
 
 template <int NC>
@@ -110,7 +131,7 @@ ETRAIN_AVX2 void bilinear_avx2(const uint8_t* __restrict__ src, uint8_t* __restr
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
   const AffineLanes lanes(m, H, W);
-  const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
+  const __m256d zero = _mm256_setzero_pd();
   alignas(16) int32_t xs[4], ys[4];
   for (int y = 0; y < H; ++y) {
     const AffineRow row = lanes.row(m, y);
@@ -118,27 +139,12 @@ ETRAIN_AVX2 void bilinear_avx2(const uint8_t* __restrict__ src, uint8_t* __restr
     int x = 0;
     for (; x + 4 <= W; x += 4) {
       const int64_t o = static_cast<int64_t>(y) * W + x;
-      __m256d xin, yin;
-      const bool inside = lanes.source(row, x, xin, yin);
-      if (!inside) {
+      __m256d xin, yin, dx, dy;
+      // fill, or a 2x2 window that needs edge clamping (image borders only): the scalar path
+      if (!lanes.source(row, x, xin, yin) || !lanes.window(xin, yin, 0, 1, dx, dy, xs, ys)) {
         for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kBilinear, fill);
         continue;
       }
-      xin = _mm256_add_pd(xin, mhalf);
-      yin = _mm256_add_pd(yin, mhalf);
-      const __m256d xfl = _mm256_floor_pd(xin), yfl = _mm256_floor_pd(yin);
-      const __m256d dx = _mm256_add_pd(xin, neg4(xfl)), dy = _mm256_add_pd(yin, neg4(yfl));
-      const __m128i xf = _mm256_cvttpd_epi32(xfl), yf = _mm256_cvttpd_epi32(yfl);
-      // Groups whose 2x2 windows need edge clamping take the scalar path (image borders only).
-      const __m128i clamp = _mm_or_si128(
-          _mm_or_si128(_mm_cmpgt_epi32(_mm_setzero_si128(), xf), _mm_cmpgt_epi32(xf, _mm_set1_epi32(W - 2))),
-          _mm_or_si128(_mm_cmpgt_epi32(_mm_setzero_si128(), yf), _mm_cmpgt_epi32(yf, _mm_set1_epi32(H - 2))));
-      if (_mm_movemask_epi8(clamp) != 0) {
-        for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kBilinear, fill);
-        continue;
-      }
-      _mm_store_si128(reinterpret_cast<__m128i*>(xs), xf);
-      _mm_store_si128(reinterpret_cast<__m128i*>(ys), yf);
       // a + (b - a) * 0 == a exactly: skip the second column (dx == 0) or row (dy == 0) for whole groups.
       const bool flat_x = _mm256_movemask_pd(_mm256_cmp_pd(dx, zero, _CMP_EQ_OQ)) == 0xF;
       const bool flat_y = _mm256_movemask_pd(_mm256_cmp_pd(dy, zero, _CMP_EQ_OQ)) == 0xF;
@@ -308,7 +314,6 @@ ETRAIN_AVX2 void bicubic_avx2(const uint8_t* __restrict__ src, uint8_t* __restri
   using namespace detail;
   const int64_t plane = static_cast<int64_t>(H) * W;
   const AffineLanes lanes(m, H, W);
-  const __m256d mhalf = _mm256_set1_pd(-0.5), zero = _mm256_setzero_pd();
   alignas(16) int32_t xs[4], ys[4];
   for (int y = 0; y < H; ++y) {
     const AffineRow row = lanes.row(m, y);
@@ -316,25 +321,9 @@ ETRAIN_AVX2 void bicubic_avx2(const uint8_t* __restrict__ src, uint8_t* __restri
     int x = 0;
     for (; x + 4 <= W; x += 4) {
       const int64_t o = static_cast<int64_t>(y) * W + x;
-      __m256d xin, yin;
-      const bool inside = lanes.source(row, x, xin, yin);
-      bool fast = inside;
-      __m256d dx = zero, dy = zero;
-      if (fast) {
-        xin = _mm256_add_pd(xin, mhalf);
-        yin = _mm256_add_pd(yin, mhalf);
-        const __m256d xfl = _mm256_floor_pd(xin), yfl = _mm256_floor_pd(yin);
-        dx = _mm256_add_pd(xin, neg4(xfl));
-        dy = _mm256_add_pd(yin, neg4(yfl));
-        const __m128i xf = _mm256_cvttpd_epi32(xfl), yf = _mm256_cvttpd_epi32(yfl);
-        _mm_store_si128(reinterpret_cast<__m128i*>(xs), xf);
-        _mm_store_si128(reinterpret_cast<__m128i*>(ys), yf);
-        const __m128i bad = _mm_or_si128(
-            _mm_or_si128(_mm_cmpgt_epi32(_mm_set1_epi32(1), xf), _mm_cmpgt_epi32(xf, _mm_set1_epi32(W - 3))),
-            _mm_or_si128(_mm_cmpgt_epi32(_mm_set1_epi32(1), yf), _mm_cmpgt_epi32(yf, _mm_set1_epi32(H - 3))));
-        fast = _mm_movemask_epi8(bad) == 0;
-      }
-      if (!fast) {
+      __m256d xin, yin, dx, dy;
+      // fill, or a 4x4 window that needs edge clamping: the scalar path
+      if (!lanes.source(row, x, xin, yin) || !lanes.window(xin, yin, 1, 2, dx, dy, xs, ys)) {
         for (int i = 0; i < 4; ++i) affine_pixel_c<NC>(src, dst, H, W, x + i, y, m, m1yo_s, m4yo_s, kBicubic, fill);
         continue;
       }
