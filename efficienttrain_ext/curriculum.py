@@ -149,10 +149,7 @@ class Schedule:
                 raise ScheduleError(f"schedule {self.name!r}: empty stage {s}")
             if isinstance(s.replay, bool) or not isinstance(s.replay, int) or s.replay < 1:
                 raise ScheduleError(f"schedule {self.name!r}: replay must be an integer >= 1, got {s.replay!r}")
-            if isinstance(s.batch_scale, bool) or not isinstance(s.batch_scale, (int, float)) or \
-                    not math.isfinite(s.batch_scale) or s.batch_scale <= 0:
-                raise ScheduleError(f"schedule {self.name!r}: batch_scale must be a positive number, "
-                                    f"got {s.batch_scale!r}")
+            _batch_scale_value(s.batch_scale, f"schedule {self.name!r}: batch_scale")
             if s.size > self.final_size:
                 raise ScheduleError(f"schedule {self.name!r}: stage size {s.size} exceeds final size {self.final_size}")
         if self.magnitude not in ("linear", "constant", "stage"):

@@ -202,10 +202,11 @@ def run_search(cfg, candidates: Sequence[int], stages: int, tolerance: float = 0
         raise TrainError("metric ema_top1 needs train.ema=true")
     # candidates the model can take (rounded like the curricula's sizes), checked before anything trains
     rule = size_rule_for_model(create_model(cfg, 10), cfg.curriculum.size_multiple)
-    rounded = sorted({rule.round(c) for c in candidates})
-    too_big = sorted(c for c in candidates if rule.round(c) >= final)
+    to_rule = {c: rule.round(c) for c in candidates}
+    rounded = sorted(set(to_rule.values()))
+    too_big = sorted(c for c, r in to_rule.items() if r >= final)
     if too_big:  # e.g. 220 for a final 224 on a patch-16 ViT
-        raise TrainError(f"candidates {too_big} round to {sorted({rule.round(c) for c in too_big})} for "
+        raise TrainError(f"candidates {too_big} round to {sorted({to_rule[c] for c in too_big})} for "
                          f"{cfg.model.name}, not below the final size {final}; give smaller candidates")
     for c in rounded:
         rule.check(c, "candidate size")

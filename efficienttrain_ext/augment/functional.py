@@ -139,7 +139,7 @@ def _check_for_cuda(name: str, op: torch.Tensor, params: torch.Tensor, interp: t
         blur = op == OP_CODES["gaussian_blur"]
         if bool(blur.any()):
             r = params[..., 0][blur].to(torch.float64)
-            bad = ~((r >= 0) & (r <= MAX_BLUR_RADIUS))
+            bad = _bad_blur_radii(r)
             if bool(bad.any()):
                 raise ValueError(f"{name}: GaussianBlur radius (params[..., 0]) must be in [0, 1e6], got "
                                  f"{r[bad][:4].tolist()}")
@@ -340,9 +340,14 @@ def sharpness(x: torch.Tensor, factor, **_) -> torch.Tensor:
 
 # ---- filters ----
 
+def _bad_blur_radii(r: torch.Tensor) -> torch.Tensor:
+    """Radii outside [0, MAX_BLUR_RADIUS] (NaN included): what the CPU kernel rejects and the CUDA one skips."""
+    return ~((r >= 0) & (r <= MAX_BLUR_RADIUS))
+
+
 def _blur_radius(radius, n: int) -> torch.Tensor:
     r = _per_sample(radius, n, "radius")
-    bad = (r < 0) | (r > MAX_BLUR_RADIUS)
+    bad = _bad_blur_radii(r)
     if bool(bad.any()):
         raise ValueError(f"radius: GaussianBlur radii must be in [0, {MAX_BLUR_RADIUS:g}], got {r[bad][:4].tolist()} "
                          "(Pillow would blur a negative radius like its absolute value; it is rejected here)")
