@@ -3,7 +3,8 @@
 Environment:
   FORCE_CUDA=1          build the CUDA kernels even without a GPU (a compile problem is then an error)
   FORCE_CUDA=0          never build them (CPU-only library)
-  TORCH_CUDA_ARCH_LIST  honoured by torch.utils.cpp_extension (e.g. "9.0")
+  TORCH_CUDA_ARCH_LIST  architectures to compile for (e.g. "9.0"); unset with no GPU visible: the documented
+                        default of buildtools/cuda_arch.py (8.0;9.0;10.0;12.0+PTX)
   MAX_JOBS              parallel compile jobs (ninja)
 """
 
@@ -18,6 +19,8 @@ import torch
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from buildtools.cuda_arch import ArchError, resolve_arch_list  # noqa: E402
 
 
 def _want_cuda() -> bool:
@@ -48,12 +51,24 @@ def _sources(ext: str) -> list[str]:
     return sorted(p for p in found if not p.startswith(os.path.join("csrc", "tests", "")))
 
 
+def _set_arch_list() -> None:
+    # torch finds no architecture when no GPU is visible (IndexError deep in its build): choose one here
+    try:
+        archs = resolve_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST"), torch.cuda.device_count(),
+                                  torch.cuda.get_arch_list(), os.path.join(CUDA_HOME, "bin", "nvcc"))
+    except ArchError as e:
+        raise SystemExit(f"efficienttrain_ext: {e}") from None
+    if archs is not None:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+
+
 def _extension():
     with_cuda = _want_cuda()
     sources = _sources("cpp")
     cxx = ["-O3", "-std=c++20", "-fdiagnostics-color=always"]
     macros = [("Py_LIMITED_API", "0x030A0000")]
     if with_cuda:
+        _set_arch_list()
         sources += _sources("cu")
         nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"]
         return CUDAExtension(
