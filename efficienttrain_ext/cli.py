@@ -1,4 +1,8 @@
-"""``etrain`` command line: ``train``, ``schedule``, ``search`` and ``plot``."""
+"""``etrain`` command line: ``train``, ``schedule``, ``search`` and ``plot``.
+
+Every user-facing error (an :class:`~efficienttrain_ext.errors.EtrainError`) is printed as one line and ends the
+command with exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,25 @@ import argparse
 import sys
 from typing import Sequence
 
+import yaml
+
+from .config import Config, apply_overrides, config_from_dict, load_config
+from .curriculum.flops import flops_by_size
+from .curriculum.tables import schedule_table
+from .engine import checkpoint as ckpt_io
+from .engine.model_factory import create_model
+from .engine.plots import compare_table, plot_runs
+from .engine.search_runner import run_search
+from .engine.trainer import make_schedule, run
+from .errors import EtrainError, SearchError
+from .curriculum.search import check_search_args
+
 __all__ = ["main", "build_parser"]
 
 # convenience flags of `train` and `schedule`: flag -> dotted config key
 _FLAGS = {
     "model": "model.name",
+    "imports": "model.imports",
     "curriculum": "curriculum.name",
     "epochs": "train.epochs",
     "final_size": "data.final_size",
@@ -30,14 +48,19 @@ _FLAGS = {
 
 def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool = True) -> None:
     p.add_argument("-c", "--config", help="YAML preset (see configs/); CLI flags and --set override it")
-    p.add_argument("--model", help="timm model name (random init unless --pretrained-file)")
+    p.add_argument("--model", help="timm model name, or package.module:factory for your own model (a callable "
+                   "taking num_classes); random init unless --pretrained-file")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   help="import MODULE first (e.g. one that registers timm models); repeatable")
     p.add_argument("--curriculum", help="efficienttrain | efficienttrain++ | progressive | none | FILE.yaml")
     p.add_argument("--epochs", type=int, help="training length (efficienttrain++: budget in final-size epochs)")
     p.add_argument("--final-size", type=int, help="final input size (the size evaluated at)")
     if training:
         p.add_argument("--batch-size", type=int, help="batch size per process")
-        p.add_argument("--dataset", choices=["fashion_mnist", "imagefolder"])
-        p.add_argument("--data-root", help="Fashion-MNIST IDX directory or ImageFolder root with train/ and val/")
+        p.add_argument("--dataset", choices=["auto", "fashion_mnist", "imagefolder"],
+                       help="default auto: from --data-root (train/ class folders, or the Fashion-MNIST IDX files)")
+        p.add_argument("--data-root", help="ImageFolder root with train/ and val/ (or data.val_split), or a "
+                       "Fashion-MNIST IDX directory")
         p.add_argument("--workers", type=int, help="data loader worker processes")
         p.add_argument("--output", help="parent directory of run directories (default runs/)")
         p.add_argument("--name", help="run directory name")
@@ -84,14 +107,9 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _config(args: argparse.Namespace):
-    from .config import apply_overrides, config_from_dict, load_config
-
+def _config(args: argparse.Namespace) -> Config:
     if getattr(args, "resume", None) and not args.config:
-        from .checkpoint import load
-
-        cfg = config_from_dict(load(args.resume)["config"])  # continue with the run's own configuration
-        cfg.train.debug_kill_at_step = None  # the test hook that interrupted it must not fire again
+        cfg = config_from_dict(ckpt_io.load(args.resume)["config"])  # continue with the run's own configuration
     else:
         cfg = load_config(args.config)
     flags = [f"{key}={_yaml_value(getattr(args, flag))}" for flag, key in _FLAGS.items()
@@ -100,24 +118,15 @@ def _config(args: argparse.Namespace):
 
 
 def _yaml_value(v) -> str:
-    import yaml
-
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import run
-
-    cfg = _config(args)
-    run(cfg, resume=args.resume, overwrite=args.overwrite)
+    run(_config(args), resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    from .curriculum import schedule_table
-    from .flops import flops_by_size
-    from .train import create_model, make_schedule
-
     cfg = _config(args)
     model = create_model(cfg, args.num_classes)
     schedule = make_schedule(cfg, model)
@@ -128,24 +137,16 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .search import check_search_args, run_search
-    from .train import TrainError
-
     if args.curriculum is not None:  # the search writes its own schedule per trial
-        raise TrainError("etrain search builds its own schedules; --curriculum does not apply (replay and "
-                         "batch_scale go in --set 'curriculum.options={...}')")
+        raise SearchError("etrain search builds its own schedules; --curriculum does not apply (replay and "
+                          "batch_scale go in --set curriculum.replay=... / curriculum.batch_scale=...)")
     cfg = _config(args)
-    try:
-        check_search_args(args.candidates, args.stages, cfg.data.final_size, args.tolerance)
-    except ValueError as e:
-        raise TrainError(str(e)) from e
+    check_search_args(args.candidates, args.stages, cfg.data.final_size, args.tolerance)
     run_search(cfg, args.candidates, args.stages, args.tolerance, args.metric)
     return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import compare_table, plot_runs
-
     for path in plot_runs(args.runs, args.out):
         print(f"wrote {path}")
     print(compare_table(args.runs))
@@ -153,25 +154,13 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .curriculum import ScheduleError
-    from .data import DataError
-
     args = build_parser().parse_args(argv)
     handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot}
     try:
         return handlers[args.command](args)
-    except (ConfigError, ScheduleError, DataError, CheckpointError, FileNotFoundError) as e:
+    except EtrainError as e:
         print(f"etrain {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except RuntimeError as e:
-        from .train import TrainError
-
-        if isinstance(e, TrainError):
-            print(f"etrain {args.command}: error: {e}", file=sys.stderr)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

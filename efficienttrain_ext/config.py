@@ -1,98 +1,201 @@
-"""Training configuration: dataclasses with the paper's recipe as defaults, YAML presets, dotted overrides.
+"""Training configuration: typed sections with the paper's recipe as defaults, YAML presets, dotted overrides.
 
-Precedence: dataclass defaults < ``--config FILE.yaml`` (may ``include:`` another preset) < ``--set a.b=value``
-and the convenience flags of ``etrain train``. The resolved configuration is written to ``RUN/config.yaml``.
+Precedence: defaults < ``--config FILE.yaml`` (may ``include:`` another preset) < ``--set a.b=value`` and the
+convenience flags of ``etrain train``. The whole configuration is validated when it is loaded (types, ranges,
+choices, RandAugment policy strings, options that the chosen curriculum does not take), so a typo fails before
+anything is built; the resolved configuration is written to ``RUN/config.yaml``.
+
+The sections are pydantic models (unknown keys are errors; assignments are validated too).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+import re
+from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Config", "ConfigError", "load_config", "apply_overrides", "config_to_dict", "config_from_dict",
-           "trajectory_dict"]
+from .augment.policy import parse_policy
+from .curriculum.schedules import CURRICULA, ETPP_SIZES
+from .data.build import DATASETS
+from .errors import ConfigError
+
+__all__ = ["Config", "ConfigError", "ModelConfig", "DataConfig", "CurriculumConfig", "ProgressiveOptions",
+           "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "load_config", "apply_overrides",
+           "config_to_dict", "config_from_dict", "trajectory_dict", "save_config", "OPERATIONAL_KEYS"]
 
 
-class ConfigError(ValueError):
-    """Unknown keys or values of the wrong type in a configuration."""
+
+def _not_bool(v: Any) -> Any:
+    # pydantic's lax mode takes true/false as 1/0; in a configuration that is always a mistake
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {v!r}")
+    return v
 
 
-@dataclass
-class ModelConfig:
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]  # also takes "1e-3", which YAML 1.1 reads as a string
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    # a timm model name, or "package.module:factory" (a callable taking num_classes and returning an nn.Module)
     name: str = "resnet50"
+    imports: list[str] = Field(default_factory=list)  # modules imported first (e.g. ones that register timm models)
     pretrained_file: str | None = None  # local weights (nothing is downloaded)
-    drop_path: float | None = 0.1
-    kwargs: dict = field(default_factory=dict)  # extra timm.create_model arguments (e.g. depth for tiny tests)
+    drop_path: Float | None = Field(0.1, ge=0.0, lt=1.0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # extra model arguments (e.g. depth for tiny tests)
 
 
-@dataclass
-class DataConfig:
-    dataset: str = "fashion_mnist"  # fashion_mnist | imagefolder
+class DataConfig(_Section):
+    dataset: Literal[DATASETS] = "auto"  # auto: from root (train/ folders -> imagefolder, IDX files -> fashion_mnist)
     root: str | None = None  # default for fashion_mnist: /usr/share/datasets/fashion-mnist
-    final_size: int = 224
-    crop_pct: float = 0.875
-    scale: list = field(default_factory=lambda: [0.08, 1.0])
-    ratio: list = field(default_factory=lambda: [3 / 4, 4 / 3])
-    hflip: float = 0.5
-    interpolation: str = "bicubic"
-    workers: int = 4
-    train_subset: int | None = None
-    val_subset: int | None = None
+    final_size: Int = Field(224, ge=1)
+    crop_pct: Float = Field(0.875, gt=0.0, le=1.0)
+    scale: list[Float] = Field(default_factory=lambda: [0.08, 1.0])
+    ratio: list[Float] = Field(default_factory=lambda: [3 / 4, 4 / 3])
+    hflip: Float = Field(0.5, ge=0.0, le=1.0)
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    workers: Int = Field(4, ge=0)
+    train_subset: Int | None = Field(None, ge=1)
+    val_subset: Int | None = Field(None, ge=1)
+    val_split: Float | None = Field(None, gt=0.0, lt=1.0)  # hold out this part of train/ (seeded, class-stratified)
+    split_seed: Int = 0
+
+    @field_validator("scale", "ratio")
+    @classmethod
+    def _range(cls, v: list[float], info) -> list[float]:
+        if len(v) != 2 or not 0 < v[0] <= v[1] or (info.field_name == "scale" and v[1] > 1.0):
+            bound = "0 < lo <= hi <= 1" if info.field_name == "scale" else "0 < lo <= hi"
+            raise ValueError(f"must be [lo, hi] with {bound}, got {v}")
+        return v
 
 
-@dataclass
-class CurriculumConfig:
+class ProgressiveOptions(_Section):
+    """``curriculum: progressive``: the size ramps linearly from ``min_scale * v`` to v, then stays at v for the last
+    ``finetune_fraction`` of training."""
+
+    min_scale: Float = Field(160.0 / 224.0, gt=0.0, le=1.0)
+    finetune_fraction: Float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class EfficientTrainPPOptions(_Section):
+    """``curriculum: efficienttrain++``: the reference size list (default: from the model's family)."""
+
+    family: Literal[tuple(sorted(ETPP_SIZES))] | None = None
+
+
+ReplaySpec = Union[Int, dict[int, Int]]
+BatchScaleSpec = Union[Float, Literal["pixels"], dict[int, Float]]
+
+
+class CurriculumConfig(_Section):
     name: str = "efficienttrain"  # efficienttrain | efficienttrain++ | progressive | none | FILE.yaml
-    m0: float = 9.0
-    family: str | None = None  # efficienttrain++ size list: cnn | convnext | deit (default: from the model)
-    size_multiple: int | None = None  # force sizes to multiples of this (default: the model's own rule)
-    # e.g. progressive: {min_scale: 0.5, finetune_fraction: 0.2}; any curriculum: {replay: 2} or {replay: {96: 4}}
-    options: dict = field(default_factory=dict)
+    m0: Float = Field(9.0, ge=0.0)
+    size_multiple: Int | None = Field(None, ge=1)  # declare the model's size step (default: probed)
+    min_size: Int | None = Field(None, ge=1)  # declare the model's smallest input size (default: probed)
+    # any curriculum: EfficientTrain++'s replay buffer and larger batches below the final size
+    replay: ReplaySpec | None = None  # r, or {size: r}
+    batch_scale: BatchScaleSpec | None = None  # k, {size: k}, or "pixels" ((v/B)^2)
+    # ablations (paper Table 13): the size ramp, the RandAugment ramp, how B is reached, a fixed low-pass filter
+    size_ramp: bool = True
+    magnitude_ramp: bool = True
+    resize: Literal["lowfreq", "bilinear", "bicubic", "area"] = "lowfreq"
+    filter: str | None = None  # "lowpass:r" / "highpass:r": a circular filter of radius r on every training image
+    progressive: ProgressiveOptions = Field(default_factory=ProgressiveOptions)
+    efficienttrain_pp: EfficientTrainPPOptions = Field(default_factory=EfficientTrainPPOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in CURRICULA and not v.endswith((".yaml", ".yml")):
+            raise ValueError(f"unknown curriculum {v!r}; choose from {sorted(CURRICULA)} or a schedule .yaml file")
+        return v
+
+    @field_validator("replay")
+    @classmethod
+    def _replay(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if v is not None and any(r < 1 for r in values):
+            raise ValueError(f"replay factors must be integers >= 1, got {v}")
+        return v
+
+    @field_validator("batch_scale")
+    @classmethod
+    def _batch_scale(cls, v):
+        values = v.values() if isinstance(v, dict) else [] if isinstance(v, str) or v is None else [v]
+        if any(not k > 0 for k in values):
+            raise ValueError(f"batch factors must be > 0, got {v}")
+        return v
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"(lowpass|highpass):[1-9][0-9]*", v):
+            raise ValueError(f"must look like lowpass:R or highpass:R with an integer radius R >= 1, got {v!r}")
+        return v
+
+    def schedule_options(self) -> dict[str, Any]:
+        """The options of :func:`~efficienttrain_ext.curriculum.build_schedule` this section sets."""
+        opts: dict[str, Any] = dict(replay=self.replay, batch_scale=self.batch_scale, size_ramp=self.size_ramp,
+                                    magnitude_ramp=self.magnitude_ramp)
+        if self.name == "progressive":
+            opts.update(self.progressive.model_dump())
+        if self.name == "efficienttrain++":
+            opts["family"] = self.efficienttrain_pp.family
+        return opts
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     opt: str = "adamw"
-    lr: float | None = None  # None: base_lr * global batch / base_batch
-    base_lr: float = 4e-3
-    base_batch: int = 4096
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    clip_grad: float | None = 5.0
+    lr: Float | None = Field(None, gt=0.0)  # None: base_lr * global batch / base_batch
+    base_lr: Float = Field(4e-3, gt=0.0)
+    base_batch: Int = Field(4096, ge=1)
+    weight_decay: Float = Field(0.05, ge=0.0)
+    momentum: Float = Field(0.9, ge=0.0, lt=1.0)
+    clip_grad: Float | None = Field(5.0, gt=0.0)
     sched: str = "cosine"
-    warmup_epochs: float | None = None  # None: 20/300 of the run
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-6
+    warmup_epochs: Float | None = Field(None, ge=0.0)  # None: 20/300 of the run
+    warmup_lr: Float = Field(1e-6, ge=0.0)
+    min_lr: Float = Field(1e-6, ge=0.0)
+    layer_decay: Float | None = Field(None, gt=0.0, le=1.0)  # layer-wise LR decay (fine-tuning)
 
 
-@dataclass
-class AugConfig:
+class AugConfig(_Section):
     randaugment: str | None = "rand-m9-mstd0.5-inc1"  # m is driven by the curriculum; None disables
     # batched: efficienttrain_ext.augment (per-sample ops in one kernel call, bit-identical to timm's PIL ops);
-    # timm: timm's per-image PIL transform (TimmBatchRandAugment)
-    randaugment_impl: str = "batched"
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    smoothing: float = 0.1
-    reprob: float = 0.25
-    remode: str = "pixel"
+    # timm: timm's per-image PIL transform
+    randaugment_impl: Literal["batched", "timm"] = "batched"
+    mixup: Float = Field(0.8, ge=0.0)
+    cutmix: Float = Field(1.0, ge=0.0)
+    mixup_prob: Float = Field(1.0, ge=0.0, le=1.0)
+    mixup_switch_prob: Float = Field(0.5, ge=0.0, le=1.0)
+    smoothing: Float = Field(0.1, ge=0.0, lt=1.0)
+    reprob: Float = Field(0.25, ge=0.0, le=1.0)
+    remode: Literal["pixel", "rand", "const"] = "pixel"
+
+    @field_validator("randaugment")
+    @classmethod
+    def _policy(cls, v: str | None) -> str | None:
+        if v:
+            parse_policy(v)  # ValueError with the reason
+        return v or None
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 300
-    batch_size: int = 128  # per process
-    amp: str = "auto"  # auto (fp16/bf16 on CUDA, off on CPU) | off | bf16 | fp16
+class TrainConfig(_Section):
+    epochs: Int = Field(300, ge=1)
+    batch_size: Int = Field(128, ge=1)  # per process
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
     ema: bool = True
-    ema_decay: float = 0.9999
+    ema_decay: Float = Field(0.9999, gt=0.0, lt=1.0)
     ema_warmup: bool = True
-    seed: int = 0
+    seed: Int = 0
     deterministic: bool = False
     device: str = "auto"
     output: str = "runs"
@@ -100,89 +203,108 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = False
     eval_at_stage_size: bool = True
-    threads: int | None = None
-    debug_kill_at_step: int | None = None  # test hook: hard-exit (os._exit) before this global step
+    threads: Int | None = Field(None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", v):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {v!r}")
+        return v
 
 
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    aug: AugConfig = field(default_factory=AugConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+class Config(_Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    aug: AugConfig = Field(default_factory=AugConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        c = self.curriculum
+        if c.name != "progressive" and c.progressive != ProgressiveOptions():
+            raise ValueError(f"curriculum.progressive applies to the progressive curriculum only, not {c.name!r}")
+        if c.name != "efficienttrain++" and c.efficienttrain_pp != EfficientTrainPPOptions():
+            raise ValueError(f"curriculum.efficienttrain_pp applies to efficienttrain++ only, not {c.name!r}")
+        if self.train.amp == "fp16" and self.train.device == "cpu":
+            raise ValueError("train.amp=fp16 needs a CUDA device (use bf16 on the CPU)")
+        return self
 
 
 # keys that do not change what is trained: they may differ between a run and its resume
 OPERATIONAL_KEYS = {
     ("data", "root"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
-    ("train", "progress"), ("train", "tensorboard"), ("train", "threads"), ("train", "debug_kill_at_step"),
+    ("train", "progress"), ("train", "tensorboard"), ("train", "threads"),
+}
+
+# keys that were replaced, with what replaced them
+_MOVED = {
+    ("curriculum", "options"): "the curriculum options are typed keys now: curriculum.replay, curriculum.batch_scale, "
+                               "curriculum.progressive.min_scale / .finetune_fraction",
+    ("curriculum", "family"): "curriculum.family is curriculum.efficienttrain_pp.family now",
+    ("train", "debug_kill_at_step"): "train.debug_kill_at_step was a test hook and is gone",
 }
 
 
+def _format(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[", "dict[")))
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        # our own checks name the value already
+        shown = "" if err["type"] in ("missing", "extra_forbidden", "value_error") \
+            or isinstance(got, (dict, BaseModel)) else f" (got {got!r})"
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc or 'config'}: {msg}{shown}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+def _validated(d: Mapping[str, Any]) -> Config:
+    for section, values in d.items():
+        for key in values if isinstance(values, Mapping) else ():
+            if (section, key) in _MOVED:
+                raise ConfigError(f"{section}.{key}: {_MOVED[section, key]}")
+    try:
+        return Config.model_validate(d)
+    except ValidationError as e:
+        raise ConfigError(_format(e)) from None
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    return cfg.model_dump(mode="python")
 
 
 def trajectory_dict(cfg: Config) -> dict[str, Any]:
+    """The configuration without the keys that do not change what is trained (:data:`OPERATIONAL_KEYS`)."""
     d = config_to_dict(cfg)
     for section, key in OPERATIONAL_KEYS:
         d[section].pop(key, None)
     return d
 
 
-def _check_type(section: str, f: dataclasses.Field, value: Any) -> Any:
-    name = f"{section}.{f.name}"
-    default = getattr(Config(), section).__dict__[f.name]
-    t = str(f.type)
-    if value is None:
-        if "None" in t:
-            return None
-        raise ConfigError(f"{name} cannot be null")
-    if t.startswith("bool"):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true/false, got {value!r}")
-        return value
-    if t.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{name} must be an integer, got {value!r}")
-        return value
-    if t.startswith("float"):
-        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 without a dot as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {value!r}")
-        return float(value)
-    if t.startswith("str"):
-        if not isinstance(value, str):
-            raise ConfigError(f"{name} must be a string, got {value!r}")
-        return value
-    if isinstance(default, list) and not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{name} must be a list, got {value!r}")
-    if isinstance(default, dict) and not isinstance(value, Mapping):
-        raise ConfigError(f"{name} must be a mapping, got {value!r}")
-    return list(value) if isinstance(value, tuple) else value
+def _merge(model: type[BaseModel], base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` merged into ``base``: sections (sub-models) merge key by key, any other value is replaced whole."""
+    out = dict(base)
+    for key, value in new.items():
+        field = model.model_fields.get(key)
+        sub = field.annotation if field is not None else None
+        if isinstance(sub, type) and issubclass(sub, BaseModel) and isinstance(value, Mapping) \
+                and isinstance(out.get(key), Mapping):
+            out[key] = _merge(sub, out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def config_from_dict(d: Mapping[str, Any], base: Config | None = None) -> Config:
-    """Merge a nested mapping into ``base`` (defaults if None), rejecting unknown keys and wrong types."""
-    cfg = base if base is not None else Config()
-    for section, values in d.items():
-        if section not in Config.__dataclass_fields__:
-            raise ConfigError(f"unknown config section {section!r}; sections: {list(Config.__dataclass_fields__)}")
-        if not isinstance(values, Mapping):
-            raise ConfigError(f"config section {section!r} must be a mapping")
-        obj = getattr(cfg, section)
-        fields = {f.name: f for f in dataclasses.fields(obj)}
-        for key, value in values.items():
-            if key not in fields:
-                raise ConfigError(f"unknown config key {section}.{key}; keys: {sorted(fields)}")
-            setattr(obj, key, _check_type(section, fields[key], value))
-    return cfg
+    """Merge a nested mapping into ``base`` (defaults if None) and validate the result."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"a configuration must be a mapping of sections, got {type(d).__name__}")
+    return _validated(_merge(Config, config_to_dict(base) if base is not None else {}, d))
 
 
 def _read_yaml(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -201,40 +323,48 @@ def _read_yaml(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     inc = d.pop("include", None)
     if inc is None:
         return d
-    merged = _read_yaml(os.path.join(os.path.dirname(path), inc), seen + (path,))
-    for section, values in d.items():
-        if isinstance(values, Mapping) and isinstance(merged.get(section), Mapping):
-            merged[section] = {**merged[section], **values}
-        else:
-            merged[section] = values
-    return merged
+    return _merge(Config, _read_yaml(os.path.join(os.path.dirname(path), inc), seen + (path,)), d)
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
-    cfg = Config()
-    if path:
-        cfg = config_from_dict(_read_yaml(path), cfg)
-    return apply_overrides(cfg, overrides or [])
+    """Defaults, then the YAML file ``path``, then ``section.key=value`` overrides; validated once at the end."""
+    d = _read_yaml(path) if path else {}
+    return _validated(_merge(Config, {}, _override_dict(d, overrides or [])))
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``section.key=value`` strings; values are parsed as YAML (``1e-3``, ``null``, ``[0.5, 1]``)."""
+    """``cfg`` with ``section.key=value`` strings applied (values parsed as YAML: ``1e-3``, ``null``, ``[0.5, 1]``);
+    ``section.sub.key=value`` sets a key of a sub-section or of a mapping (``model.kwargs.depth=2``)."""
+    return _validated(_override_dict(config_to_dict(cfg), overrides))
+
+
+def _override_dict(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    d = copy.deepcopy(d)
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, raw = item.split("=", 1)
-        section, name = key.strip().split(".", 1)
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"override {item!r}: cannot parse value: {e}") from e
-        if "." in name:  # one level into a dict field, e.g. model.kwargs.depth=2
-            field_name, sub = name.split(".", 1)
-            current = dict(getattr(getattr(cfg, section, None) or Config(), field_name, None) or {})
-            current[sub] = value
-            name, value = field_name, current
-        cfg = config_from_dict({section: {name: value}}, cfg)
-    return cfg
+        *path, last = key.strip().split(".")
+        node, model = d, Config
+        for part in path:  # into sections and sub-sections; one level into a mapping field (model.kwargs.depth)
+            field = model.model_fields.get(part) if model is not None else None
+            if model is not None and field is None:
+                raise ConfigError(f"override {item!r}: unknown key {part!r}"
+                                  + (f"; keys: {sorted(model.model_fields)}" if model is not Config else
+                                     f"; sections: {sorted(Config.model_fields)}"))
+            sub = field.annotation if field is not None else None
+            model = sub if isinstance(sub, type) and issubclass(sub, BaseModel) else None
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = child = dict(child)
+            node = child
+        node[last] = value
+    return d
 
 
 def save_config(cfg: Config, path: str) -> None:

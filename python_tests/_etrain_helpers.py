@@ -24,15 +24,20 @@ def tiny_args(out, name, *extra, subset=64, val=64, batch=16, epochs=3, size=32,
     ]
 
 
-def run_etrain(args, env=None, check=True, timeout=300):
-    """`etrain` in a fresh interpreter (for runs that must die or start clean)."""
+def etrain_env(env=None):
+    """The environment of an `etrain` subprocess whose results are compared bit for bit with another's."""
     # runs compared bit for bit must reduce in the same order: a fixed thread count (no dynamic teams under load)
     # and MKL's strict conditional numerical reproducibility (otherwise its kernels depend on memory alignment,
     # which differs between an uninterrupted and a resumed process)
     e = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="2",
              OMP_DYNAMIC="FALSE", MKL_DYNAMIC="FALSE", MKL_CBWR="AUTO,STRICT")
     e.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "efficienttrain_ext.cli", *args], cwd=REPO, env=e,
+    return e
+
+
+def run_etrain(args, env=None, check=True, timeout=300):
+    """`etrain` in a fresh interpreter (for runs that must die or start clean)."""
+    proc = subprocess.run([sys.executable, "-m", "efficienttrain_ext", *args], cwd=REPO, env=etrain_env(env),
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"etrain {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

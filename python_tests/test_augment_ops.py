@@ -18,6 +18,7 @@ from PIL import Image
 from timm.data import auto_augment as ta
 
 import efficienttrain_ext.augment.functional as AF
+from efficienttrain_ext.ops.augment import check_codes
 
 skdata = pytest.importorskip("skimage.data")
 
@@ -214,23 +215,23 @@ def test_registered_op_checks_its_arguments():
 
 def test_front_end_checks_for_cuda():
     # what the CUDA kernels cannot check without a device sync, apply_slot/apply_chain check on the CPU first
-    # (AF._check_for_cuda; exercised on a GPU in test_augment_cuda.py)
+    # (ops.augment.check_codes; exercised on a GPU in test_augment_cuda.py)
     op = torch.tensor([AF.OP_CODES["affine"], AF.OP_CODES["gaussian_blur"]])
     params = torch.zeros(2, 6, dtype=torch.float64)
     params[1, 0] = 2.5
-    AF._check_for_cuda("augment_slot", op, params, torch.tensor([0, 2]))
+    check_codes("augment_slot", op, params, torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="interp codes must be 0 .* got \\[3\\]"):
-        AF._check_for_cuda("augment_slot", op, params, torch.tensor([3, 2]))
+        check_codes("augment_slot", op, params, torch.tensor([3, 2]))
     for r in (-0.5, float("nan"), 2e6):
         params[1, 0] = r
         with pytest.raises(ValueError, match="GaussianBlur radius"):
-            AF._check_for_cuda("augment_slot", op, params, torch.tensor([0, 2]))
+            check_codes("augment_slot", op, params, torch.tensor([0, 2]))
         # the chain layout [N, L] / [N, L, 6]
         with pytest.raises(ValueError, match="augment_chain: GaussianBlur radius"):
-            AF._check_for_cuda("augment_chain", op[:, None], params[:, None], torch.tensor([[0], [2]]))
+            check_codes("augment_chain", op[:, None], params[:, None], torch.tensor([[0], [2]]))
     params[0, 0] = -1.0  # not a blur sample: not checked
     params[1, 0] = 0.0
-    AF._check_for_cuda("augment_chain", op[:, None], params[:, None], torch.tensor([[0], [2]]))
+    check_codes("augment_chain", op[:, None], params[:, None], torch.tensor([[0], [2]]))
 
 
 @pytest.mark.parametrize("gray", [False, True], ids=["rgb", "gray"])

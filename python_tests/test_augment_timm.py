@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from timm.data.auto_augment import rand_augment_transform
 
-from efficienttrain_ext.augment_timm import TimmBatchRandAugment
+from efficienttrain_ext.augment.timm_backend import TimmBatchRandAugment
 
 
 def _batch(n=6, size=24, seed=0):

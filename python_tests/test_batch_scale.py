@@ -8,7 +8,7 @@ import os
 import pytest
 
 from efficienttrain_ext import cli
-from efficienttrain_ext.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 from efficienttrain_ext.curriculum import (
     Schedule,
     ScheduleError,
@@ -23,9 +23,9 @@ from _etrain_helpers import FMNIST, metrics, tiny_args
 
 
 def test_batch_scale_option_on_curricula(tmp_path):
-    s = build_schedule("efficienttrain", 300, 224, options={"batch_scale": 2})
+    s = build_schedule("efficienttrain", 300, 224, batch_scale=2)
     assert [(st.size, st.batch_scale) for st in s.stages] == [(160, 2.0), (192, 2.0), (224, 1.0)]
-    s = build_schedule("efficienttrain++", 300, 224, options={"batch_scale": "pixels", "replay": {96: 2}})
+    s = build_schedule("efficienttrain++", 300, 224, batch_scale="pixels", replay={96: 2})
     for st in s.stages:
         assert st.batch_scale == pytest.approx((224 / st.size) ** 2)
         assert st.replay == (2 if st.size == 96 else 1)
@@ -34,11 +34,11 @@ def test_batch_scale_option_on_curricula(tmp_path):
     assert with_batch_scale(build_schedule("none", 10, 64), {64: 0.5}).stages[0].batch_scale == 0.5
     for bad in (0, -1, float("nan"), float("inf"), True):
         with pytest.raises(ScheduleError, match="positive number"):
-            build_schedule("efficienttrain", 300, 224, options={"batch_scale": bad})
+            build_schedule("efficienttrain", 300, 224, batch_scale=bad)
     with pytest.raises(ScheduleError, match="unknown rule 'square'.*pixels"):
-        build_schedule("efficienttrain", 300, 224, options={"batch_scale": "square"})
+        build_schedule("efficienttrain", 300, 224, batch_scale="square")
     with pytest.raises(ScheduleError, match=r"batch_scale given for sizes \[100\]"):
-        build_schedule("efficienttrain", 300, 224, options={"batch_scale": {100: 2}})
+        build_schedule("efficienttrain", 300, 224, batch_scale={100: 2})
     with pytest.raises(ScheduleError, match="batch_scale must be a positive number"):
         Schedule("s", 2, 32, (Stage(0, 2, 32, batch_scale=0.0),))
     p = tmp_path / "s.yaml"
@@ -55,7 +55,7 @@ def _run(tmp_path, name, *extra):
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
 def test_driver_doubles_batch_and_lr_below_final_size(tmp_path):
     plain = _run(tmp_path, "plain")
-    big = _run(tmp_path, "big", "--set", "curriculum.options={batch_scale: 2}")
+    big = _run(tmp_path, "big", "--set", "curriculum.batch_scale=2")
     # 3 epochs at final 32: B = 22, 22, 32; batch 32 (2 steps of the 64 images) then 16 (4 steps)
     assert [r["train_images"] for r in big] == [64, 64, 64]
     sched = json.loads((tmp_path / "big" / "schedule.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from efficienttrain_ext import checkpoint as ck
+from efficienttrain_ext.engine import checkpoint as ck
 from efficienttrain_ext.config import ConfigError, apply_overrides, config_to_dict, load_config
 
 from _etrain_helpers import REPO
@@ -63,8 +63,15 @@ def test_overrides_and_errors(tmp_path):
     assert cfg.model.drop_path is None
     cfg = apply_overrides(cfg, ["model.kwargs.embed_dim=32"])
     assert cfg.model.kwargs == {"depth": 2, "embed_dim": 32}
-    for bad, msg in [("optim.lrr=1", "unknown config key"), ("nope.x=1", "unknown config section"),
-                     ("train.ema=maybe", "true/false"), ("lr=1", "section.key=value")]:
+    for bad, msg in [("optim.lrr=1", "optim.lrr: unknown key"), ("nope.x=1", "unknown key 'nope'; sections"),
+                     ("train.ema=maybe", "train.ema: Input should be a valid boolean"), ("lr=1", "section.key=value"),
+                     ("optim.lr=true", "optim.lr: expected a number"), ("train.epochs=0", "train.epochs: .*greater than or equal to 1"),
+                     ("train.amp=fp8", "train.amp: Input should be 'auto'"),
+                     ("aug.randaugment=rand-m9-q2", "aug.randaugment: .*unknown section key 'q'"),
+                     ("curriculum.name=fancy", "unknown curriculum 'fancy'"),
+                     ("curriculum.progressive.min_scale=0.5", "applies to the progressive curriculum only"),
+                     ("curriculum.filter=lowpass:x", "lowpass:R"),
+                     ("curriculum.options={replay: 2}", "typed keys now: curriculum.replay")]:
         with pytest.raises(ConfigError, match=msg):
             load_config(None, [bad])
     p = tmp_path / "c.yaml"

@@ -18,8 +18,8 @@ from efficienttrain_ext.curriculum import (
     etpp_family,
     schedule_from_yaml,
 )
-from efficienttrain_ext.flops import train_flops_per_image
-from efficienttrain_ext.resize import size_rule_for_model
+from efficienttrain_ext.curriculum.flops import train_flops_per_image
+from efficienttrain_ext.curriculum import size_rule_for_model
 
 
 def _one_based(schedule):
@@ -58,7 +58,7 @@ def test_magnitude_is_linear_per_step():
     s = efficienttrain(10, 224, SizeRule(step=32))
     total = 10 * 7
     for step in (0, 1, 35, 69, 70):
-        assert s.magnitude_at(step, total, step // 7) == pytest.approx(9.0 * step / total)
+        assert s.magnitude_at(step / total) == pytest.approx(9.0 * step / total)
 
 
 @pytest.mark.parametrize("family, ref", [
@@ -73,7 +73,7 @@ def test_efficienttrain_pp_lists_and_equal_compute(family, ref):
     assert [st.size for st in s.stages] == ref
     assert [st.magnitude for st in s.stages] == list(range(10))
     for k, st in enumerate(s.stages):
-        assert s.magnitude_at(st.start * 5, s.epochs * 5, st.start) == k
+        assert s.magnitude_at(st.start / s.epochs) == k
     # a stage at B runs (224/B)^2 times the budget/10 epochs it stands for (up to integer epochs)
     for st in s.stages:
         assert abs(st.epochs - budget / 10 * (224 / st.size) ** 2) <= 1.0
@@ -99,7 +99,7 @@ def test_progressive_ramp_and_baseline():
     assert sizes[8:] == [224, 224]
     b = build_schedule("none", 10, 224)
     assert [(st.start, st.end, st.size) for st in b.stages] == [(0, 10, 224)]
-    assert b.magnitude_at(0, 100, 0) == b.magnitude_at(99, 100, 9) == 9.0
+    assert b.magnitude_at(0.0) == b.magnitude_at(0.99) == 9.0
     assert b.relative_pixels() == 1.0
 
 
@@ -139,7 +139,7 @@ def test_yaml_schedule(tmp_path):
     s = schedule_from_yaml(str(p), 10, 128, SizeRule(step=32))
     assert s.name == "mine"
     assert [(st.start, st.end, st.size, st.magnitude) for st in s.stages] == [(0, 3, 96, 2.0), (3, 10, 128, 7.0)]
-    assert s.magnitude_at(0, 10, 0) == 2.0 and s.magnitude_at(9, 10, 9) == 7.0
+    assert s.magnitude_at(0.0) == 2.0 and s.magnitude_at(0.9) == 7.0
     # built through the generic entry point too
     assert build_schedule(str(p), 10, 128, SizeRule(step=32)) == s
     bad = tmp_path / "bad.yaml"

@@ -63,7 +63,7 @@ def deepforest_coco(tmp_path_factory):
 
 
 def _ckpt(run):
-    from efficienttrain_ext.checkpoint import load
+    from efficienttrain_ext.engine.checkpoint import load
 
     return load(run)
 

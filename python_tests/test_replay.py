@@ -19,7 +19,7 @@ from efficienttrain_ext.curriculum import (
     with_replay,
 )
 from efficienttrain_ext.data import FashionMNIST
-from efficienttrain_ext.replay import loads_needed, replay_batches
+from efficienttrain_ext.curriculum.replay import loads_needed, replay_batches
 
 from _etrain_helpers import FMNIST, metrics, tiny_args
 
@@ -86,9 +86,9 @@ def test_short_loader_and_bad_replay():
 
 
 def test_replay_option_on_curricula(tmp_path):
-    s = build_schedule("efficienttrain", 300, 224, options={"replay": 2})
+    s = build_schedule("efficienttrain", 300, 224, replay=2)
     assert [(st.size, st.replay) for st in s.stages] == [(160, 2), (192, 2), (224, 1)]
-    s = build_schedule("efficienttrain++", 300, 224, options={"replay": {96: 4, 160: 2}})
+    s = build_schedule("efficienttrain++", 300, 224, replay={96: 4, 160: 2})
     assert {(st.size, st.replay) for st in s.stages} == {(96, 4), (160, 2), (224, 1)}
     assert "replay" in schedule_table(s)
     assert "replay" not in schedule_table(build_schedule("efficienttrain", 300, 224))
@@ -98,12 +98,12 @@ def test_replay_option_on_curricula(tmp_path):
         del st["replay"]  # schedule.json written before replay existed
     assert all(st.replay == 1 for st in Schedule.from_dict(old).stages)
     with pytest.raises(ScheduleError, match=r"replay given for sizes \[128\]"):
-        build_schedule("efficienttrain", 300, 224, options={"replay": {128: 2}})
+        build_schedule("efficienttrain", 300, 224, replay={128: 2})
     for bad in (0, 2.5, True):
         with pytest.raises(ScheduleError, match="integer >= 1"):
-            build_schedule("efficienttrain", 300, 224, options={"replay": bad})
+            build_schedule("efficienttrain", 300, 224, replay=bad)
     with pytest.raises(ScheduleError, match="unknown rule 'x'"):
-        build_schedule("efficienttrain", 300, 224, options={"replay": "x"})
+        build_schedule("efficienttrain", 300, 224, replay="x")
     with pytest.raises(ScheduleError, match="replay must be an integer"):
         Schedule("s", 2, 32, (Stage(0, 2, 32, None, 0),))
     base = build_schedule("none", 10, 64)
@@ -117,8 +117,8 @@ def test_replay_option_on_curricula(tmp_path):
     p.write_text("stages:\n  - {fraction: 1.0, scale: 1.0, replay: 0}\n")
     with pytest.raises(ScheduleError, match="stage 0: replay must be an integer >= 1"):
         schedule_from_yaml(str(p), 10, 128)
-    with pytest.raises(ScheduleError, match="do not apply to a YAML schedule"):
-        build_schedule(str(p), 10, 128, options={"min_scale": 0.5})
+    with pytest.raises(ScheduleError, match="does not take the options"):
+        build_schedule(str(p), 10, 128, min_scale=0.5)
 
 
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
@@ -131,7 +131,7 @@ def test_driver_loads_one_in_replay_batches(tmp_path, monkeypatch):
         return orig(self, i)
 
     monkeypatch.setattr(FashionMNIST, "__getitem__", counting)
-    args = tiny_args(tmp_path, "rp", "--curriculum", "efficienttrain", "--set", "curriculum.options={replay: 2}",
+    args = tiny_args(tmp_path, "rp", "--curriculum", "efficienttrain", "--set", "curriculum.replay=2",
                      subset=64, val=32)
     assert cli.main(args) == 0
     rows = metrics(tmp_path / "rp")

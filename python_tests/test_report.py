@@ -8,7 +8,7 @@ import os
 import pytest
 
 from efficienttrain_ext import cli
-from efficienttrain_ext.report import MetricsLog, read_metrics
+from efficienttrain_ext.engine.metrics import MetricsLog, read_metrics
 
 from _etrain_helpers import FMNIST, tiny_args
 

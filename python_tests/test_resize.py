@@ -10,7 +10,7 @@ import torch
 from timm.layers import resample_abs_pos_embed, resize_rel_pos_bias_table
 from timm.utils import ModelEmaV3
 
-from efficienttrain_ext.resize import current_input_size, resized_view, switch_input_size
+from efficienttrain_ext.curriculum import current_input_size, resized_view, switch_input_size
 
 TINY = {
     "resnet10t": {},

@@ -139,10 +139,9 @@ def test_etrain_search_retrains_trials_of_another_configuration(tmp_path, capsys
 
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
 def test_etrain_search_replay_per_size_applies_where_the_trial_has_that_size(tmp_path):
-    # {22: 2} names a candidate: the all-32 baseline has no stage at 22 and must still run; options that only
-    # other curricula take (min_scale) do not apply to the trials' schedule files
+    # {22: 2} names a candidate: the all-32 baseline has no stage at 22 and must still run
     args = _search_args(tmp_path, "--candidates", "22", "--stages", "2", "--tolerance", "100",
-                        "--set", "curriculum.options={replay: {22: 2}, min_scale: 0.5}")
+                        "--set", "curriculum.replay={22: 2}")
     assert cli.main(args) == 0
     d = tmp_path / "s"
     assert [r["replay"] for r in metrics(d / "trial-32_32")] == [1, 1]
@@ -156,8 +155,8 @@ def test_etrain_search_bad_candidates_and_options(tmp_path, capsys):
     assert cli.main(_search_args(tmp_path, "--candidates", "22", "--stages", "2", "--curriculum", "none")) == 2
     assert "--curriculum does not apply" in capsys.readouterr().err
     assert cli.main(_search_args(tmp_path, "--candidates", "22", "--stages", "2",
-                                 "--set", "curriculum.options={replay: {24: 2}}")) == 2
-    assert "curriculum.options.replay names sizes [24]" in capsys.readouterr().err
+                                 "--set", "curriculum.replay={24: 2}")) == 2
+    assert "curriculum.replay names sizes [24]" in capsys.readouterr().err
     assert cli.main(_search_args(tmp_path, "--candidates", "22", "--stages", "2", "--metric", "ema_top1",
                                  "--set", "train.ema=false")) == 2
     assert "ema_top1 needs train.ema=true" in capsys.readouterr().err

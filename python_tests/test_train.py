@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from efficienttrain_ext import cli
-from efficienttrain_ext.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 
 from _etrain_helpers import FMNIST, TINY_VIT, make_image_folder, metrics, tiny_args
 
@@ -91,14 +91,15 @@ def test_bad_inputs(tmp_path, capsys):
     base = tiny_args(tmp_path, "bad", epochs=1)
     fails([*base, "--model", "resnet_does_not_exist"], "unknown timm model 'resnet_does_not_exist'")
     fails([*base, "--curriculum", "efficient"], "unknown curriculum 'efficient'")
-    fails([*base, "--set", "optim.nonsense=1"], "unknown config key optim.nonsense")
-    fails([*base, "--set", "train.epochs=three"], "train.epochs must be an integer")
+    fails([*base, "--set", "optim.nonsense=1"], "optim.nonsense: unknown key")
+    fails([*base, "--set", "train.epochs=three"], "train.epochs: Input should be a valid integer")
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)
     (empty / "val").mkdir()
     fails([*base, "--dataset", "imagefolder", "--data-root", str(empty)], "no images found in")
     fails([*base, "--dataset", "imagefolder", "--data-root", str(tmp_path / "missing")], "does not exist")
-    fails([*base, "--data-root", str(tmp_path / "missing")], "Fashion-MNIST directory")
+    fails([*base, "--data-root", str(tmp_path / "missing")], "data root " + str(tmp_path / "missing") + " does not exist")
+    fails([*base, "--dataset", "fashion_mnist", "--data-root", str(tmp_path / "missing")], "Fashion-MNIST directory")
     # a DeiT with 16-pixel patches cannot take 72x72
     fails(tiny_args(tmp_path, "bad", size=72, epochs=1, model=TINY_VIT), "final size 72 is not a multiple of 16")
     fails([*base, "--resume", str(tmp_path / "nowhere.pt")], "not found")
@@ -130,4 +131,4 @@ def test_timm_randaugment_behind_the_same_interface(tmp_path, capsys):
     assert [r["size"] for r in metrics(tmp_path / "timm_ra")] == [22, 32]  # 60% of 2 epochs at 22, then 32
     bad = tiny_args(tmp_path, "bad_impl", "--set", "aug.randaugment_impl=gpu", epochs=1, subset=32, val=32)
     assert cli.main(bad) == 2
-    assert "aug.randaugment_impl must be timm or batched" in capsys.readouterr().err
+    assert "aug.randaugment_impl: Input should be 'batched' or 'timm'" in capsys.readouterr().err

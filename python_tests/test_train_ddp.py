@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from efficienttrain_ext.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 
 from _etrain_helpers import FMNIST, REPO, TINY_VIT, metrics, tiny_args
 
@@ -20,7 +20,7 @@ def _torchrun(args):
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "efficienttrain_ext.train", *args],
+         "-m", "efficienttrain_ext", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -29,7 +29,7 @@ def _torchrun(args):
 def test_ddp_two_gloo_processes(tmp_path):
     # 2 ranks x batch 8 x 4 steps = 64 images per epoch, split by the DistributedSampler
     args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
-                     size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)[1:]
+                     size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)
     _torchrun(args)
     rows = metrics(tmp_path / "ddp")
     assert [r["size"] for r in rows] == [48, 48, 64]
@@ -49,8 +49,8 @@ def test_ddp_batch_scale_and_replay(tmp_path):
     # below the final size: twice the batch (2 ranks x 16 = 2 steps per epoch) and every loaded batch used twice;
     # each stage has its own loader and DistributedSampler, and both ranks take the same number of steps
     args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
-                     "--set", "curriculum.options={batch_scale: 2, replay: 2}",
-                     size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)[1:]
+                     "--set", "curriculum.batch_scale=2", "--set", "curriculum.replay=2",
+                     size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)
     _torchrun(args)
     rows = metrics(tmp_path / "ddp")
     assert [(r["size"], r["replay"]) for r in rows] == [(48, 2), (48, 2), (64, 1)]

@@ -21,7 +21,8 @@ import math
 
 import torch
 
-from .. import _C  # noqa: F401  (registers torch.ops.etrain.*)
+from ..ops.augment import INTERP_CODES, MAX_BLUR_RADIUS, NUM_PARAMS, OP_CODES, augment_chain, augment_slot
+from ..ops.augment import bad_blur_radii as _bad_blur_radii
 
 __all__ = [
     "auto_contrast", "equalize", "invert", "rotate", "posterize", "solarize", "solarize_add", "color", "contrast",
@@ -29,17 +30,8 @@ __all__ = [
     "gaussian_blur_rand", "gaussian_blur_rand_radius", "apply_slot", "OP_CODES", "INTERP_CODES",
 ]
 
-# Mirrors csrc/augment/augment.h.
-OP_CODES = {
-    "identity": 0, "affine": 1, "invert": 2, "posterize": 3, "solarize": 4, "solarize_add": 5, "brightness": 6,
-    "contrast": 7, "color": 8, "sharpness": 9, "auto_contrast": 10, "equalize": 11, "gaussian_blur": 12,
-}
-INTERP_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 # Pillow's Image.Resampling codes -> ours.
 _PIL_TO_INTERP = {0: 0, 2: 1, 3: 2}
-NUM_PARAMS = 6
-# Largest GaussianBlur radius (csrc/augment/augment.h kMaxBlurRadius).
-MAX_BLUR_RADIUS = 1.0e6
 
 
 def check_batch(x: torch.Tensor, name: str = "x") -> None:
@@ -124,50 +116,18 @@ def _fill(fillcolor, n: int, c: int) -> torch.Tensor:
     return f.round().to(torch.uint8).contiguous()
 
 
-def _check_for_cuda(name: str, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor) -> None:
-    """The CUDA kernels cannot check interp codes and GaussianBlur radii without a device sync (they would use
-    bicubic for a bad interp code and leave a sample with a bad radius unchanged): check them here while they are
-    still on the CPU (no sync), with the CPU kernels' messages. Tensors already on the GPU are not checked."""
-    if interp.device.type == "cpu" and interp.numel():
-        i = interp.to(torch.int64)
-        bad = (i < 0) | (i > 2)
-        if bool(bad.any()):
-            raise ValueError(f"{name}: interp codes must be 0 (nearest), 1 (bilinear) or 2 (bicubic), got "
-                             f"{i[bad][:4].tolist()}")
-    if (op.device.type == "cpu" and params.device.type == "cpu" and op.numel()
-            and tuple(params.shape) == (*op.shape, NUM_PARAMS)):
-        blur = op == OP_CODES["gaussian_blur"]
-        if bool(blur.any()):
-            r = params[..., 0][blur].to(torch.float64)
-            bad = _bad_blur_radii(r)
-            if bool(bad.any()):
-                raise ValueError(f"{name}: GaussianBlur radius (params[..., 0]) must be in [0, 1e6], got "
-                                 f"{r[bad][:4].tolist()}")
-
-
 def apply_slot(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor | None = None,
                fill: torch.Tensor | None = None) -> torch.Tensor:
     """Run one op slot: sample i gets op code ``op[i]`` with ``params[i]`` (float64 [N, 6]), ``interp[i]``
-    (0 nearest / 1 bilinear / 2 bicubic) and fill colour ``fill[i]`` (uint8 [N, C]). CPU tensors are moved to
-    x's device. Codes are in ``OP_CODES``."""
+    (0 nearest / 1 bilinear / 2 bicubic; default bicubic) and fill colour ``fill[i]`` (uint8 [N, C]; default black).
+    CPU tensors are moved to x's device. Codes are in ``OP_CODES``."""
     check_batch(x)
     n, c = x.shape[0], x.shape[1]
-    op = op.to(torch.int64)
-    if op.shape != (n,):
-        raise ValueError(f"op: expected shape [{n}], got {tuple(op.shape)}")
-    if op.device.type == "cpu" and n and bool(((op < 0) | (op >= len(OP_CODES))).any()):
-        raise ValueError(f"op: codes must be in [0, {len(OP_CODES)}), got {op.min().item()}..{op.max().item()}")
     if interp is None:
         interp = torch.full((n,), INTERP_CODES["bicubic"], dtype=torch.int64)
     if fill is None:
         fill = torch.zeros((n, c), dtype=torch.uint8)
-    dev = x.device
-    nb = dev.type == "cuda"
-    if nb:
-        _check_for_cuda("augment_slot", op, params, interp)
-    return torch.ops.etrain.augment_slot(
-        x, op.to(dev, non_blocking=nb), params.to(dev, torch.float64, non_blocking=nb).contiguous(),
-        interp.to(dev, torch.int64, non_blocking=nb), fill.to(dev, torch.uint8, non_blocking=nb))
+    return augment_slot(x, op, params, interp, fill)
 
 
 def apply_chain(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,
@@ -177,19 +137,7 @@ def apply_chain(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp:
     [N, L, 6]; fill uint8 [N, C]). Equal to L calls of :func:`apply_slot`; on the CPU each sample runs its whole
     chain at once (no intermediate batch, identity slots cost nothing)."""
     check_batch(x)
-    n = x.shape[0]
-    op = op.to(torch.int64)
-    if op.dim() != 2 or op.shape[0] != n:
-        raise ValueError(f"op: expected shape [{n}, L], got {tuple(op.shape)}")
-    if op.device.type == "cpu" and op.numel() and bool(((op < 0) | (op >= len(OP_CODES))).any()):
-        raise ValueError(f"op: codes must be in [0, {len(OP_CODES)}), got {op.min().item()}..{op.max().item()}")
-    dev = x.device
-    nb = dev.type == "cuda"
-    if nb:
-        _check_for_cuda("augment_chain", op, params, interp)
-    return torch.ops.etrain.augment_chain(
-        x, op.to(dev, non_blocking=nb).contiguous(), params.to(dev, torch.float64, non_blocking=nb).contiguous(),
-        interp.to(dev, torch.int64, non_blocking=nb).contiguous(), fill.to(dev, torch.uint8, non_blocking=nb))
+    return augment_chain(x, op, params, interp, fill)
 
 
 def _run(x, code: str, *cols, interp=None, fill=None) -> torch.Tensor:
@@ -339,11 +287,6 @@ def sharpness(x: torch.Tensor, factor, **_) -> torch.Tensor:
 
 
 # ---- filters ----
-
-def _bad_blur_radii(r: torch.Tensor) -> torch.Tensor:
-    """Radii outside [0, MAX_BLUR_RADIUS] (NaN included): what the CPU kernel rejects and the CUDA one skips."""
-    return ~((r >= 0) & (r <= MAX_BLUR_RADIUS))
-
 
 def _blur_radius(radius, n: int) -> torch.Tensor:
     r = _per_sample(radius, n, "radius")

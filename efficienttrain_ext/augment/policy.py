@@ -31,7 +31,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from . import functional as F
 
@@ -423,17 +425,11 @@ class RandAugmentTransform:
         return f"{type(self).__name__}({self.ra!r})"
 
     def __call__(self, img):
-        import numpy as np
-
         if isinstance(img, torch.Tensor):
             if img.dim() != 3:
                 raise ValueError(f"expected a CHW uint8 tensor, got shape {tuple(img.shape)}")
             return self.ra(img.unsqueeze(0))[0]
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover
-            Image = None
-        if Image is not None and isinstance(img, Image.Image):
+        if isinstance(img, Image.Image):
             if img.mode not in ("L", "RGB"):
                 raise ValueError(f"expected a PIL image in mode 'L' or 'RGB', got {img.mode!r}")
             arr = np.asarray(img)

@@ -23,14 +23,15 @@ Built-in curricula (``build_schedule(name, ...)``):
 ``<file>.yaml``
     A user schedule, see :func:`schedule_from_yaml`.
 
-Any curriculum takes the option ``replay`` (EfficientTrain++'s replay buffer, :mod:`efficienttrain_ext.replay`):
+Any curriculum takes the option ``replay`` (EfficientTrain++'s replay buffer, :mod:`.replay`):
 an int reuses every loaded batch that many times in the stages below the final size, ``{size: factor}`` sets it
 per size; and ``batch_scale`` (EfficientTrain++'s larger batches at small sizes, learning rate scaled linearly):
 a number for the stages below the final size, ``{size: factor}``, or ``pixels`` ((v/B)^2). YAML stages take
 ``replay:`` and ``batch_scale:`` directly.
 
 Size rounding: every B is rounded to the nearest multiple of the model's size step (ties go up) and checked
-against its minimum; see :class:`SizeRule` and ``efficienttrain_ext.resize.size_rule_for_model``.
+against its minimum; see :class:`~efficienttrain_ext.curriculum.sizes.SizeRule` and
+:func:`~efficienttrain_ext.curriculum.sizes.size_rule_for_model`.
 """
 
 from __future__ import annotations
@@ -40,59 +41,29 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence
 
+import yaml
+
+from ..errors import ScheduleError
+from .sizes import SizeRule
+
 __all__ = [
     "Stage",
     "Schedule",
-    "SizeRule",
     "ScheduleError",
     "CURRICULA",
     "ETPP_SIZES",
+    "DEFAULT_M0",
     "build_schedule",
     "efficienttrain_sizes",
     "etpp_family",
     "schedule_from_yaml",
-    "schedule_table",
     "with_batch_scale",
     "with_replay",
+    "without_size_ramp",
+    "without_magnitude_ramp",
 ]
 
 DEFAULT_M0 = 9.0
-
-
-class ScheduleError(ValueError):
-    """A curriculum that cannot be built (unknown name, bad YAML, sizes the model cannot take)."""
-
-
-@dataclass(frozen=True)
-class SizeRule:
-    """Input sizes a model accepts: multiples of ``step`` in ``[min_size, max_size]``.
-
-    ``fixed`` is set for models that only run at their construction size (no ``set_input_size`` and a
-    ``fixed_input_size`` pretrained config); any other size is then an error.
-    """
-
-    step: int = 1
-    min_size: int = 1
-    max_size: int | None = None
-    fixed: int | None = None
-    reason: str = ""
-
-    def round(self, size: float) -> int:
-        if self.fixed is not None:
-            return self.fixed
-        rounded = int(math.floor(size / self.step + 0.5)) * self.step  # nearest multiple, ties up
-        return max(rounded, self.step)
-
-    def check(self, size: int, what: str = "size") -> None:
-        why = f" ({self.reason})" if self.reason else ""
-        if self.fixed is not None and size != self.fixed:
-            raise ScheduleError(f"{what} {size}: the model only takes {self.fixed}x{self.fixed} inputs{why}")
-        if size % self.step:
-            raise ScheduleError(f"{what} {size} is not a multiple of {self.step}{why}")
-        if size < self.min_size:
-            raise ScheduleError(f"{what} {size} is below the model's minimum input size {self.min_size}{why}")
-        if self.max_size is not None and size > self.max_size:
-            raise ScheduleError(f"{what} {size} exceeds the model's maximum input size {self.max_size}{why}")
 
 
 @dataclass(frozen=True)
@@ -171,16 +142,21 @@ class Schedule:
     def size_at(self, epoch: int) -> int:
         return self.stages[self.stage_index(epoch)].size
 
-    def magnitude_at(self, step: int, total_steps: int, epoch: int) -> float:
-        """RandAugment magnitude at global optimisation ``step`` (0-based) of ``total_steps``."""
-        stage = self.stages[self.stage_index(epoch)]
-        if stage.magnitude is not None and self.magnitude == "stage":
-            return float(stage.magnitude)
+    def epoch_at(self, progress: float) -> int:
+        """The (0-based) epoch that training progress ``progress`` (in [0, 1], epochs trained / epochs) falls in."""
+        e = int(math.floor(float(progress) * self.epochs + 1e-9))  # an epoch's first step maps to that epoch
+        return min(max(e, 0), self.epochs - 1)
+
+    def magnitude_at(self, progress: float, epoch: int | None = None) -> float:
+        """RandAugment magnitude at training progress ``progress`` = t / T in [0, 1] (t: epochs trained so far,
+        fractional). ``epoch`` (default: the epoch ``progress`` falls in) picks the stage for stage magnitudes."""
+        p = min(max(float(progress), 0.0), 1.0)
+        stage = self.stages[self.stage_index(self.epoch_at(p) if epoch is None else epoch)]
         if self.magnitude == "constant":
             return float(self.m0)
         if stage.magnitude is not None:
             return float(stage.magnitude)
-        return float(self.m0) * min(max(step, 0), total_steps) / max(total_steps, 1)
+        return float(self.m0) * p
 
     def relative_pixels(self) -> float:
         """Pixel count of the run relative to the baseline (the FLOP-free first-order cost estimate)."""
@@ -365,6 +341,7 @@ def efficienttrain_pp(
     family: str = "cnn",
     m0: float = DEFAULT_M0,
 ) -> Schedule:
+    """EfficientTrain++'s compute-normalised staircase (module docstring); ``family`` picks :data:`ETPP_SIZES`."""
     _check_common(epochs, final_size, rule)
     if family not in ETPP_SIZES:
         raise ScheduleError(f"unknown efficienttrain++ family {family!r}; choose from {sorted(ETPP_SIZES)}")
@@ -428,8 +405,6 @@ def schedule_from_yaml(
     Fractions are of ``epochs``; absolute ``epochs`` must not be mixed with fractions. Sizes are rounded to
     the model's rule like the built-ins.
     """
-    import yaml
-
     if isinstance(source, Mapping):
         spec, where = dict(source), "schedule"
     else:
@@ -481,6 +456,21 @@ def schedule_from_yaml(
                     magnitude=str(spec.get("magnitude", "linear")))
 
 
+
+
+def without_size_ramp(schedule: Schedule) -> Schedule:
+    """``schedule`` with every stage at the final size (Table 13a "RandAugment ramp only"); stage lengths, magnitudes,
+    replay and batch factors are kept."""
+    return replace(schedule, name=f"{schedule.name}-no-size-ramp",
+                   stages=tuple(replace(st, size=schedule.final_size) for st in schedule.stages))
+
+
+def without_magnitude_ramp(schedule: Schedule) -> Schedule:
+    """``schedule`` with RandAugment at m0 throughout (Table 13a "low-frequency cropping only")."""
+    return replace(schedule, name=f"{schedule.name}-no-magnitude-ramp", magnitude="constant",
+                   stages=tuple(replace(st, magnitude=None) for st in schedule.stages))
+
+
 CURRICULA: dict[str, Callable[..., Schedule]] = {
     "efficienttrain": efficienttrain,
     "efficienttrain++": efficienttrain_pp,
@@ -495,104 +485,43 @@ def build_schedule(
     final_size: int,
     rule: SizeRule = SizeRule(),
     m0: float = DEFAULT_M0,
+    *,
     family: str | None = None,
-    options: Mapping[str, Any] | None = None,
+    min_scale: float | None = None,
+    finetune_fraction: float | None = None,
+    replay: int | Mapping[int, int] | None = None,
+    batch_scale: float | str | Mapping[int, float] | None = None,
+    size_ramp: bool = True,
+    magnitude_ramp: bool = True,
 ) -> Schedule:
     """Build a curriculum by name, or from a YAML file when ``name`` ends in .yaml/.yml.
 
-    ``options`` go to the curriculum's builder, except ``replay`` and ``batch_scale`` (any curriculum): see
-    :func:`with_replay` and :func:`with_batch_scale`.
+    ``family``: efficienttrain++'s size list (default cnn); ``min_scale`` / ``finetune_fraction``: progressive's
+    ramp; ``replay`` / ``batch_scale`` (any curriculum): see :func:`with_replay` and :func:`with_batch_scale`;
+    ``size_ramp`` / ``magnitude_ramp`` False: the ablations of :func:`without_size_ramp` /
+    :func:`without_magnitude_ramp`. An option that the curriculum does not take is an error.
     """
-    options = dict(options or {})
-    replay, batch_scale = options.pop("replay", None), options.pop("batch_scale", None)
-    schedule = _build(name, epochs, final_size, rule, m0, family, options)
+    given = {k: v for k, v in (("family", family), ("min_scale", min_scale), ("finetune_fraction", finetune_fraction))
+             if v is not None}
+    takes = {"efficienttrain++": {"family"}, "progressive": {"min_scale", "finetune_fraction"}}
+    wrong = sorted(set(given) - takes.get(name, set()))
+    if wrong:
+        raise ScheduleError(f"curriculum {name!r} does not take the options {wrong}"
+                            + "".join(f"; {n} takes {sorted(t)}" for n, t in takes.items()))
+    if name.endswith((".yaml", ".yml")):
+        schedule = schedule_from_yaml(name, epochs, final_size, rule, m0=m0)
+    elif name in CURRICULA:
+        schedule = CURRICULA[name](epochs, final_size, rule, m0=m0, **given)
+    else:
+        raise ScheduleError(
+            f"unknown curriculum {name!r}; choose from {sorted(CURRICULA)} or give a schedule .yaml file"
+        )
     if replay is not None:
         schedule = with_replay(schedule, replay)
     if batch_scale is not None:
         schedule = with_batch_scale(schedule, batch_scale)
+    if not size_ramp:
+        schedule = without_size_ramp(schedule)
+    if not magnitude_ramp:
+        schedule = without_magnitude_ramp(schedule)
     return schedule
-
-
-def _build(name: str, epochs: int, final_size: int, rule: SizeRule, m0: float, family: str | None,
-           options: dict[str, Any]) -> Schedule:
-    if name.endswith((".yaml", ".yml")):
-        if options:
-            raise ScheduleError(f"curriculum options {sorted(options)} do not apply to a YAML schedule "
-                                "(only replay and batch_scale do)")
-        return schedule_from_yaml(name, epochs, final_size, rule, m0=m0)
-    if name not in CURRICULA:
-        raise ScheduleError(
-            f"unknown curriculum {name!r}; choose from {sorted(CURRICULA)} or give a schedule .yaml file"
-        )
-    if name == "efficienttrain++":
-        options.setdefault("family", family or "cnn")
-    try:
-        return CURRICULA[name](epochs, final_size, rule, m0=m0, **options)
-    except TypeError as e:  # unknown option keys
-        raise ScheduleError(f"curriculum {name!r}: bad options {options}: {e}") from e
-
-
-# --------------------------------------------------------------------------------------------------------------
-# reporting
-
-
-@dataclass
-class StageCost:
-    """Predicted cost of one stage: train FLOPs per image at its size relative to the final size."""
-
-    stage: Stage
-    flops_per_image: float
-    relative_flops: float  # per image, vs the final size
-    compute: float  # stage share of the baseline run's compute
-
-
-def stage_costs(schedule: Schedule, flops_by_size: Mapping[int, float]) -> tuple[list[StageCost], float]:
-    """Per-stage costs and the run's total compute relative to the baseline (``none`` for ``baseline`` epochs)."""
-    ref = flops_by_size[schedule.final_size]
-    base = ref * schedule.baseline
-    rows = []
-    for s in schedule.stages:
-        f = flops_by_size[s.size]
-        rows.append(StageCost(s, f, f / ref, f * s.epochs / base))
-    return rows, sum(r.compute for r in rows)
-
-
-def schedule_table(schedule: Schedule, flops_by_size: Mapping[int, float] | None = None) -> str:
-    """Human-readable stage table; with ``flops_by_size`` (train FLOPs per image) the predicted compute too."""
-    lines = [
-        f"curriculum {schedule.name}: {schedule.epochs} epochs, final size {schedule.final_size}, "
-        f"RandAugment m: {_mag_desc(schedule)}"
-    ]
-    show_replay = any(s.replay > 1 for s in schedule.stages)
-    show_batch = any(s.batch_scale != 1.0 for s in schedule.stages)
-    head = f"{'stage':>5} {'epochs':>11} {'B':>5} {'m':>11}" + (f" {'replay':>6}" if show_replay else "") \
-        + (f" {'batch x':>7}" if show_batch else "")
-    if flops_by_size:
-        head += f" {'GFLOP/img':>10} {'rel/img':>8} {'compute':>8}"
-        rows, total = stage_costs(schedule, flops_by_size)
-    else:
-        rows, total = None, None
-    lines.append(head)
-    n_steps = schedule.epochs  # magnitude shown per epoch range, step resolution is finer
-    for i, s in enumerate(schedule.stages):
-        m_lo = schedule.magnitude_at(s.start, n_steps, s.start)
-        m_hi = schedule.magnitude_at(s.end, n_steps, s.end - 1)
-        m = f"{m_lo:.1f}" if abs(m_hi - m_lo) < 1e-9 else f"{m_lo:.1f}-{m_hi:.1f}"
-        line = f"{i:>5} {f'{s.start + 1}-{s.end}':>11} {s.size:>5} {m:>11}" + (f" {s.replay:>6}" if show_replay else "") \
-            + (f" {s.batch_scale:>7.3g}" if show_batch else "")
-        if rows:
-            r = rows[i]
-            line += f" {r.flops_per_image / 1e9:>10.4f} {r.relative_flops:>8.3f} {r.compute:>8.3f}"
-        lines.append(line)
-    if total is not None:
-        lines.append(
-            f"predicted compute vs baseline ({schedule.baseline} epochs at {schedule.final_size}): "
-            f"{total:.3f} ({1 / total:.2f}x speed-up); pixel estimate {schedule.relative_pixels():.3f}"
-        )
-    else:
-        lines.append(f"pixel-count estimate of compute vs baseline: {schedule.relative_pixels():.3f}")
-    return "\n".join(lines)
-
-
-def _mag_desc(s: Schedule) -> str:
-    return {"linear": f"{s.m0:g}*t/T per step", "constant": f"{s.m0:g} constant", "stage": "per stage"}[s.magnitude]

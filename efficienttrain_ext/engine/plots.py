@@ -10,10 +10,18 @@ import json
 import os
 from typing import Sequence
 
-from .curriculum import Schedule
-from .report import read_metrics
+from matplotlib.figure import Figure
 
-__all__ = ["plot_runs", "compare_table"]
+from ..curriculum.schedules import Schedule
+from .metrics import read_metrics
+
+__all__ = ["plot_runs", "compare_table", "new_figure"]
+
+
+def new_figure(figsize=(6.4, 4.4), nrows: int = 1, sharex: bool = False):
+    """A matplotlib Figure and its axes through the object API (no pyplot: no global figure state, no display)."""
+    fig = Figure(figsize=figsize, dpi=120)
+    return fig, fig.subplots(nrows, 1, sharex=sharex)
 
 
 def _label(run_dir: str) -> str:
@@ -34,16 +42,12 @@ def _schedule(run_dir: str) -> Schedule | None:
 
 
 def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
+    """``accuracy_vs_time.png`` and ``schedule.png`` for the given run directories."""
     data = [(r, read_metrics(r)) for r in runs]
     out_dir = out_dir or runs[0]
     os.makedirs(out_dir, exist_ok=True)
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, ax = new_figure()
     for run, rows in data:
         t = [r["train_time_total"] / 60 for r in rows]
         line, = ax.plot(t, [r["top1"] for r in rows], marker="o", ms=3, label=_label(run))
@@ -57,9 +61,8 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
     fig.tight_layout()
     acc_path = os.path.join(out_dir, "accuracy_vs_time.png")
     fig.savefig(acc_path)
-    plt.close(fig)
 
-    fig, (ax_b, ax_m) = plt.subplots(2, 1, figsize=(6.4, 5.0), dpi=120, sharex=True)
+    fig, (ax_b, ax_m) = new_figure((6.4, 5.0), nrows=2, sharex=True)
     for run, _ in data:
         sched = _schedule(run)
         if sched is None:
@@ -68,8 +71,7 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
         ax_b.step(x, [st.size for st in sched.stages] + [sched.stages[-1].size], where="post", label=_label(run))
         steps = 200  # m(t) drawn at fine resolution: it changes every optimisation step
         t = [sched.epochs * i / steps for i in range(steps + 1)]
-        ax_m.plot(t, [sched.magnitude_at(i, steps, min(int(e), sched.epochs - 1)) for i, e in enumerate(t)],
-                  label=_label(run))
+        ax_m.plot(t, [sched.magnitude_at(i / steps) for i in range(steps + 1)], label=_label(run))
     ax_b.set_ylabel("input size B")
     ax_b.grid(alpha=0.3)
     ax_b.legend(fontsize=8)
@@ -80,7 +82,6 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
     fig.tight_layout()
     sched_path = os.path.join(out_dir, "schedule.png")
     fig.savefig(sched_path)
-    plt.close(fig)
     return [acc_path, sched_path]
 
 

@@ -1,4 +1,4 @@
-"""Python front of the compiled ``torch.ops.etrain`` operators: argument handling, autograd, fake kernels.
+"""The low-frequency op family: ``etrain::lowfreq_crop`` / ``etrain::lowfreq_pad`` wrappers, fake kernels, autograd.
 
 ``lowfreq_crop(x, size)`` keeps exactly the centred ``size`` block of the 2-D spectrum of every [H, W] plane of
 ``x`` and returns it as a smaller image (EfficientTrain's low-frequency cropping); ``lowfreq_pad`` is its exact
@@ -12,16 +12,11 @@ from collections.abc import Sequence
 
 import torch
 
-from . import _C  # noqa: F401  (loads the shared library, which registers torch.ops.etrain.*)
+from . import library  # noqa: F401  (registers torch.ops.etrain.*)
 
-__all__ = ["lowfreq_crop", "lowfreq_pad", "lowpass", "built_with_cuda"]
+__all__ = ["lowfreq_crop", "lowfreq_pad", "lowpass"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def built_with_cuda() -> bool:
-    """Whether the compiled library contains the CUDA kernels."""
-    return bool(torch.ops.etrain.built_with_cuda())
 
 
 def _pair(size: int | Sequence[int], name: str) -> list[int]:
@@ -36,27 +31,39 @@ def _pair(size: int | Sequence[int], name: str) -> list[int]:
     raise TypeError(f"{name}: size must be an int or a pair of ints (h, w), got {size!r}")
 
 
-def _check(t: torch.Tensor, size: Sequence[int], op: str, crop: bool) -> None:
-    # Mirrors the C++ checks so that fake tensors (torch.compile, export, meta) fail the same way.
+def _check_tensor(t, op: str) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: expected a torch.Tensor, got {type(t).__name__}")
-    if t.dim() < 2:
-        raise ValueError(f"{op}: expected a tensor of shape [..., H, W] with at least 2 dims, got shape {tuple(t.shape)}")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise ValueError(
-            f"{op}: expected a real floating dtype (float32, float64, float16 or bfloat16), got {t.dtype}"
-        )
-    if len(size) != 2:
-        raise ValueError(f"{op}: size must have 2 entries (h, w), got {list(size)}")
-    if size[0] < 1 or size[1] < 1:
-        raise ValueError(f"{op}: size entries must be >= 1, got {list(size)}")
+
+
+def _check(t: torch.Tensor, size: Sequence[int], op: str, crop: bool) -> None:
+    """The rules of csrc/lowfreq/lowfreq_common.cpp ``check_args`` for fake tensors (torch.compile, export, meta),
+    with its messages; real tensors are checked by the C++ op (test_lowfreq_ops.py checks that both agree)."""
+    torch._check_value(t.dim() >= 2, lambda: f"{op}: expected a tensor of shape [..., H, W] with at least 2 dims, "
+                       f"got shape {_dims(t.shape)}")
+    torch._check_value(t.dtype in _FLOAT_DTYPES, lambda: f"{op}: expected a real floating dtype (float32, float64, "
+                       f"float16 or bfloat16), got {_dtype_name(t.dtype)}")
+    torch._check_value(len(size) == 2, lambda: f"{op}: size must have 2 entries (h, w), got {_dims(size)}")
+    torch._check_value(size[0] >= 1 and size[1] >= 1, lambda: f"{op}: size entries must be >= 1, got {_dims(size)}")
     h, w = t.shape[-2], t.shape[-1]
-    if h < 1 or w < 1:
-        raise ValueError(f"{op}: input spatial size must be >= 1, got shape {tuple(t.shape)}")
-    if crop and (size[0] > h or size[1] > w):
-        raise ValueError(f"{op}: size {list(size)} must not exceed the input's (H, W) = ({h}, {w})")
-    if not crop and (size[0] < h or size[1] < w):
-        raise ValueError(f"{op}: size {list(size)} must be at least the input's (h, w) = ({h}, {w})")
+    torch._check_value(h >= 1 and w >= 1, lambda: f"{op}: input spatial size must be >= 1, got {_dims(t.shape)}")
+    if crop:
+        torch._check_value(size[0] <= h and size[1] <= w, lambda: f"{op}: size {_dims(size)} must not exceed the "
+                           f"input's (H, W) = {_dims((h, w))}")
+    else:
+        torch._check_value(size[0] >= h and size[1] >= w, lambda: f"{op}: size {_dims(size)} must be at least the "
+                           f"input's (h, w) = {_dims((h, w))}")
+
+
+def _dims(shape) -> str:
+    return "[" + ", ".join(str(int(s)) if not isinstance(s, torch.SymInt) else str(s) for s in shape) + "]"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    # c10's ScalarType names, as the C++ messages print them
+    return {torch.float16: "Half", torch.bfloat16: "BFloat16", torch.float32: "Float", torch.float64: "Double",
+            torch.int64: "Long", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char", torch.uint8: "Byte",
+            torch.bool: "Bool", torch.complex64: "ComplexFloat", torch.complex128: "ComplexDouble"}.get(dtype, str(dtype))
 
 
 @torch.library.register_fake("etrain::lowfreq_crop")
@@ -102,16 +109,14 @@ def lowfreq_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     reference ``freq_crop``; the mean is kept and ``size == (H, W)`` returns ``x``. fp16/bf16 are computed in fp32.
     Output: ``[..., bh, bw]``, contiguous, same dtype and device.
     """
-    s = _pair(size, "lowfreq_crop")
-    _check(x, s, "lowfreq_crop", crop=True)
-    return torch.ops.etrain.lowfreq_crop(x, s)
+    _check_tensor(x, "lowfreq_crop")
+    return torch.ops.etrain.lowfreq_crop(x, _pair(size, "lowfreq_crop"))
 
 
 def lowfreq_pad(y: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     """Exact adjoint of :func:`lowfreq_crop`: ``<lowfreq_crop(x, y.shape[-2:]), y> == <x, lowfreq_pad(y, x.shape[-2:])>``."""
-    s = _pair(size, "lowfreq_pad")
-    _check(y, s, "lowfreq_pad", crop=False)
-    return torch.ops.etrain.lowfreq_pad(y, s)
+    _check_tensor(y, "lowfreq_pad")
+    return torch.ops.etrain.lowfreq_pad(y, _pair(size, "lowfreq_pad"))
 
 
 def _nyquist_sine(n: int, b: int, like: torch.Tensor) -> torch.Tensor:
@@ -126,10 +131,10 @@ def lowpass(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     The up-sampling zero-pads the crop's spectrum, splitting an even size's Nyquist bin evenly between +-b/2
     (as ``scipy.signal.resample`` does). For odd sizes this is ``Re(ifft2(band(fft2(x))))``. Differentiable.
     """
+    _check_tensor(x, "lowpass")
     s = _pair(size, "lowpass")
-    _check(x, s, "lowpass", crop=True)
+    y = torch.ops.etrain.lowfreq_crop(x, s)  # checks x and s
     h, w = x.shape[-2], x.shape[-1]
-    y = torch.ops.etrain.lowfreq_crop(x, s)
     up = torch.ops.etrain.lowfreq_pad(y, [h, w])
     if s[0] % 2 == 0 and s[1] % 2 == 0 and s[0] < h and s[1] < w:
         # lowfreq_pad, the adjoint, subtracts the Nyquist sine product that band-limited interpolation lacks.
@@ -139,16 +144,3 @@ def lowpass(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
         corner = (y * alt).sum(dim=(-2, -1), keepdim=True)
         up = up + corner * (_nyquist_sine(h, s[0], up)[:, None] * _nyquist_sine(w, s[1], up)[None, :])
     return up * ((h * w) / (s[0] * s[1]))
-
-
-# ---- batched RandAugment ops (efficienttrain_ext.augment builds their arguments; uint8, not differentiable) ----
-
-
-def _augment_fake(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor, fill: torch.Tensor):
-    if x.dim() != 4 or x.dtype != torch.uint8 or x.shape[1] not in (1, 3):
-        raise ValueError(f"augment: expected a uint8 batch [N, 1|3, H, W], got {x.dtype} of shape {tuple(x.shape)}")
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-
-torch.library.register_fake("etrain::augment_slot")(_augment_fake)
-torch.library.register_fake("etrain::augment_chain")(_augment_fake)

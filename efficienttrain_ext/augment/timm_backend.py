@@ -1,8 +1,7 @@
-"""Batch RandAugment interface, backed by timm's per-image PIL RandAugment.
+"""timm's per-image PIL RandAugment behind the batch interface of :mod:`.backends` (``aug.randaugment_impl: timm``).
 
-The driver calls ``aug.magnitude = m(t)`` and then ``aug(batch_uint8)`` every step. A batched on-device
-implementation can replace this class behind the same interface (``magnitude`` attribute,
-``__call__(uint8 [N, C, H, W], generator=None) -> uint8 [N, C, H, W]`` on the input's device).
+The trainer sets ``aug.magnitude = m(t)`` and calls ``aug(batch_uint8)`` every step; this backend moves the batch
+to the CPU, runs timm's transform image by image and moves the result back.
 """
 
 from __future__ import annotations
@@ -15,12 +14,7 @@ import torch
 from PIL import Image
 from timm.data.auto_augment import rand_augment_transform
 
-__all__ = ["TimmBatchRandAugment", "randaugment_hparams"]
-
-
-def randaugment_hparams(img_size: int, mean: tuple[float, ...]) -> dict[str, Any]:
-    """timm's hparams for an image size: translation relative to the size, fill with the dataset mean."""
-    return {"translate_const": int(img_size * 0.45), "img_mean": tuple(min(255, round(255 * x)) for x in mean)}
+__all__ = ["TimmBatchRandAugment"]
 
 
 def _at_least_one_bit(posterize):

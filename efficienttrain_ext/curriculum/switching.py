@@ -16,66 +16,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .curriculum import SizeRule
+from .sizes import can_resize, current_input_size
 
-__all__ = ["current_input_size", "size_rule_for_model", "switch_input_size", "resized_view", "can_resize"]
-
-
-def can_resize(model: nn.Module) -> bool:
-    """Whether the model has a size-dependent part that timm can rebuild (``set_input_size``)."""
-    return callable(getattr(model, "set_input_size", None))
-
-
-def current_input_size(model: nn.Module) -> int | None:
-    """The square input size a ``set_input_size`` model is built for (None for size-agnostic models)."""
-    pe = getattr(model, "patch_embed", None)
-    img_size = getattr(pe, "img_size", None)
-    if img_size is None:
-        return None
-    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    if h != w:
-        raise ValueError(f"only square inputs are supported, the model is built for {h}x{w}")
-    return int(h)
-
-
-def _max_reduction(model: nn.Module) -> int:
-    info = getattr(model, "feature_info", None)
-    try:
-        return max(int(i["reduction"]) for i in info) if info else 32
-    except (TypeError, KeyError, ValueError):
-        return 32
-
-
-def size_rule_for_model(model: nn.Module, multiple: int | None = None) -> SizeRule:
-    """Sizes the model takes.
-
-    * ``set_input_size`` models (ViT/DeiT: patch size; Swin: patch size x 2^(stages-1), so that every stage's
-      feature map stays whole): multiples of the largest feature reduction, at least one such step.
-    * models with a ``fixed_input_size`` config and no ``set_input_size``: their construction size only.
-    * other ConvNets take any size; sizes are kept even (as the reference's FFT crop required, and it halves
-      the number of distinct shapes for cuDNN autotuning). The true minimum (e.g. ConvNeXt needs >= 32) is
-      found by running the model at each size before training (``etrain schedule`` / ``etrain train``).
-
-    ``multiple`` forces a step (must itself be a multiple of the model's step).
-    """
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if can_resize(model):
-        step = _max_reduction(model)
-        pe = getattr(model, "patch_embed", None)
-        patch = getattr(pe, "patch_size", None)
-        if patch is not None:
-            p = patch if isinstance(patch, int) else max(patch)
-            step = max(step, int(p))
-        reason = f"{type(model).__name__}: patch grid and stage resolutions must be whole"
-        if multiple is not None:
-            if multiple % step:
-                raise ValueError(f"size multiple {multiple} must be a multiple of the model's step {step}")
-            step = multiple
-        return SizeRule(step=step, min_size=step, reason=reason)
-    if cfg.get("fixed_input_size", False):
-        size = int(cfg.get("input_size", (3, 224, 224))[-1])
-        return SizeRule(fixed=size, reason=f"{type(model).__name__} has a fixed input size")
-    return SizeRule(step=multiple or 2, min_size=2, reason="")
+__all__ = ["switch_input_size", "resized_view"]
 
 
 def _named_params(model: nn.Module) -> dict[str, nn.Parameter]:

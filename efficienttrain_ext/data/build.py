@@ -1,0 +1,103 @@
+"""The training and validation sets of a configuration: :func:`build_datasets`.
+
+``dataset: auto`` (the default) picks the kind from ``root``: a folder with ``train/`` class folders is an
+ImageFolder, a folder with the IDX files is Fashion-MNIST, and no root means Fashion-MNIST at its Debian path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch.utils.data import Dataset, Subset
+
+from ..errors import DataError
+from .fashion_mnist import (FASHION_MNIST_MEAN, FASHION_MNIST_ROOT, FASHION_MNIST_STD, FashionMNIST,
+                            is_fashion_mnist_dir)
+from .image_folder import SafeImageFolder
+from .splits import stratified_split
+from .transforms import eval_transform, train_transform
+
+__all__ = ["Datasets", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "build_datasets", "resolve_dataset"]
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DATASETS = ("auto", "fashion_mnist", "imagefolder")
+
+
+@dataclass
+class Datasets:
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    classes: Sequence[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def _subset(ds: Dataset, n: int | None) -> Dataset:
+    # the first n samples: Fashion-MNIST is stored shuffled, so this keeps the classes balanced
+    return ds if n is None or n >= len(ds) else Subset(ds, range(int(n)))
+
+
+def resolve_dataset(dataset: str, root: str | None) -> str:
+    """The dataset kind that ``dataset: auto`` means for ``root`` (other kinds are returned as they are)."""
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose from {list(DATASETS)}")
+    if dataset != "auto":
+        return dataset
+    if root is None:
+        return "fashion_mnist"
+    if not os.path.isdir(root):
+        raise DataError(f"data root {root} does not exist")
+    if os.path.isdir(os.path.join(root, "train")):
+        return "imagefolder"
+    if is_fashion_mnist_dir(root):
+        return "fashion_mnist"
+    raise DataError(f"cannot tell what {root} holds: expected an ImageFolder (train/<class>/*.jpg, val/<class>/...) "
+                    "or the Fashion-MNIST IDX files; set data.dataset to say which")
+
+
+def _image_folder(root: str, tt, et, val_split: float | None, split_seed: int):
+    if not os.path.isdir(root):
+        raise DataError(f"image folder root {root} does not exist")
+    train_dir, val_dir = os.path.join(root, "train"), os.path.join(root, "val")
+    if val_split is not None:  # validation images come from train/ (val/, if any, is left alone)
+        full = SafeImageFolder(train_dir, tt)
+        tr, va = stratified_split(full.targets, val_split, split_seed)
+        return Subset(full, tr), Subset(SafeImageFolder(train_dir, et), va), full.classes
+    if not os.path.isdir(val_dir):
+        raise DataError(f"{root} has train/ but no val/ folder: add val/<class>/ images, or set data.val_split "
+                        "(e.g. --set data.val_split=0.1) to hold out a seeded, class-stratified part of train/")
+    train, val = SafeImageFolder(train_dir, tt), SafeImageFolder(val_dir, et)
+    if train.classes != val.classes:
+        raise DataError(f"{root}: train classes {train.classes} differ from val classes {val.classes}")
+    return train, val, train.classes
+
+
+def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                   hflip: float = 0.5, interpolation: str = "bicubic", crop_pct: float = 0.875,
+                   train_subset: int | None = None, val_subset: int | None = None, val_split: float | None = None,
+                   split_seed: int = 0) -> Datasets:
+    """Training and validation sets with the host-side transforms (uint8 output)."""
+    tt = train_transform(final_size, scale, ratio, hflip, interpolation)
+    et = eval_transform(final_size, crop_pct, interpolation)
+    kind = resolve_dataset(dataset, root)
+    if kind == "fashion_mnist":
+        root = root or FASHION_MNIST_ROOT
+        if not os.path.isdir(root):
+            raise DataError(
+                f"Fashion-MNIST directory {root} not found; install it with 'apt-get install -y "
+                "dataset-fashion-mnist' or pass --data-root DIR holding the IDX files"
+            )
+        train, val = FashionMNIST(root, True, tt), FashionMNIST(root, False, et)
+        if val_split is not None:  # hold out part of the training set instead of the test set
+            tr, va = stratified_split(train.targets.tolist(), val_split, split_seed)
+            train, val = Subset(train, tr), Subset(FashionMNIST(root, True, et), va)
+        classes, mean, std = FashionMNIST.classes, FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    else:
+        if not root:
+            raise DataError("dataset 'imagefolder' needs --data-root DIR with train/ and val/ subfolders")
+        train, val, classes = _image_folder(root, tt, et, val_split, split_seed)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    return Datasets(_subset(train, train_subset), _subset(val, val_subset), len(classes), classes, mean, std)

@@ -1,0 +1,103 @@
+"""The device-side batch path, one object for training and evaluation.
+
+Training: uint8 batch -> RandAugment at m -> float in [0, 1] -> optional fixed filter (``curriculum.filter``) ->
+to size B (the low-frequency crop, or antialiased down-sampling for the Table 13b ablation) -> normalise ->
+random erasing -> Mixup/CutMix. Evaluation: float -> (filter) -> to size -> normalise.
+
+Everything here runs on the training device after the host-to-device copy, so the data loader's work (decode,
+RandomResizedCrop at the final size, flip) does not depend on the curriculum.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.data.random_erasing import RandomErasing
+
+from ..augment import build_randaugment
+from ..config import Config
+from ..ops.lowfreq import lowfreq_crop
+from ..ops.spectral import parse_filter
+
+__all__ = ["BatchPipeline", "resize_to"]
+
+
+def resize_to(x: torch.Tensor, size: int, method: str = "lowfreq") -> torch.Tensor:
+    """``x`` [N, C, H, W] float at ``size`` x ``size``: EfficientTrain's low-frequency crop, or antialiased
+    ``bilinear`` / ``bicubic`` / ``area`` down-sampling (the paper's Table 13b comparison)."""
+    if size == x.shape[-1] and size == x.shape[-2]:
+        return x
+    if method == "lowfreq":
+        return lowfreq_crop(x, size)
+    if method == "area":
+        return F.interpolate(x, size=(size, size), mode="area")
+    if method in ("bilinear", "bicubic"):
+        return F.interpolate(x, size=(size, size), mode=method, antialias=True, align_corners=False)
+    raise ValueError(f"resize method must be lowfreq, bilinear, bicubic or area, got {method!r}")
+
+
+class BatchPipeline:
+    """The device-side path of one batch (module docstring). ``randaugment``: a batch RandAugment with a settable
+    ``magnitude`` (or None); ``erasing`` / ``mixup``: timm's RandomErasing / Mixup (or None); ``resize``: how B is
+    reached; ``image_filter``: a function applied to every float image at full size (or None)."""
+
+    def __init__(self, mean, std, device: torch.device | str, *, randaugment=None, resize: str = "lowfreq",
+                 image_filter: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 erasing: RandomErasing | None = None, mixup: Mixup | None = None):
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self.randaugment = randaugment
+        self.resize = resize
+        self.image_filter = image_filter
+        self.erasing = erasing
+        self.mixup = mixup
+
+    @classmethod
+    def from_config(cls, cfg: Config, mean, std, num_classes: int, device: torch.device) -> "BatchPipeline":
+        a = cfg.aug
+        mixup = None
+        if a.mixup > 0 or a.cutmix > 0:
+            mixup = Mixup(mixup_alpha=a.mixup, cutmix_alpha=a.cutmix, prob=a.mixup_prob,
+                          switch_prob=a.mixup_switch_prob, label_smoothing=a.smoothing, num_classes=num_classes)
+        erasing = RandomErasing(a.reprob, mode=a.remode, device=str(device)) if a.reprob > 0 else None
+        return cls(mean, std, device,
+                   randaugment=build_randaugment(a.randaugment, a.randaugment_impl, cfg.data.final_size, mean),
+                   resize=cfg.curriculum.resize, image_filter=parse_filter(cfg.curriculum.filter),
+                   erasing=erasing, mixup=mixup)
+
+    @property
+    def soft_targets(self) -> bool:
+        """Whether training targets are soft (Mixup/CutMix with label smoothing): the loss must take them."""
+        return self.mixup is not None
+
+    def _to_float(self, x: torch.Tensor, size: int | None) -> torch.Tensor:
+        x = x.float().div_(255.0)
+        if self.image_filter is not None:
+            x = self.image_filter(x)
+        if size is not None and size < x.shape[-1]:
+            x = resize_to(x, size, self.resize)
+        return (x - self.mean) / self.std
+
+    def train(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float):
+        """A training batch at input size ``size`` and RandAugment magnitude ``magnitude``."""
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if self.randaugment is not None:
+            self.randaugment.magnitude = magnitude
+            x = self.randaugment(x)
+        x = self._to_float(x, size)
+        if self.erasing is not None:
+            x = self.erasing(x)
+        if self.mixup is not None:
+            if x.shape[0] % 2:  # timm's Mixup pairs images: drop one when skipped images made the batch odd
+                x, y = x[:-1], y[:-1]
+            x, y = self.mixup(x, y)
+        return x, y
+
+    def eval(self, x: torch.Tensor, y: torch.Tensor, size: int | None = None):
+        """An evaluation batch (no augmentation), brought to ``size`` the same way as in training."""
+        return self._to_float(x.to(self.device, non_blocking=True), size), y.to(self.device, non_blocking=True)

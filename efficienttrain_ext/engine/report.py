@@ -1,0 +1,64 @@
+"""The end-of-run summary: per-stage measured throughput and cost next to the FLOP prediction."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["summary_table"]
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[str, Any]],
+                  predicted_total: float | None, final_size: int) -> str:
+    """Per-stage measured throughput and cost next to the FLOP prediction, then the run's totals.
+
+    Measured relative cost of a stage = its time per image / the time per image at the final size (from the
+    run's final-size stage when it has one). The run's measured cost vs the baseline is then the sum over
+    stages of images x time per image, divided by all images at the final-size rate.
+    """
+    if not rows:
+        return "no epochs were trained"
+    stages = list(stages)
+    lines = [f"{'stage':>5} {'epochs':>9} {'B':>5} {'img/s':>9} {'time s':>9} {'pred/img':>9} {'meas/img':>9}"]
+    per_stage = []
+    for i, st in enumerate(stages):
+        rs = [r for r in rows if r["stage"] == i]
+        if not rs:
+            continue
+        imgs = sum(r["train_images"] for r in rs)
+        secs = sum(r["train_time"] for r in rs)
+        per_stage.append((i, st, rs, imgs, secs))
+    final = [p for p in per_stage if p[1]["size"] == final_size]
+    ref_spi = (final[-1][4] / final[-1][3]) if final else None
+    meas_total_time = sum(p[4] for p in per_stage)
+    total_imgs = sum(p[3] for p in per_stage)
+    for i, st, rs, imgs, secs in per_stage:
+        spi = secs / max(imgs, 1)
+        epochs = f"{rs[0]['epoch']}-{rs[-1]['epoch']}"
+        meas = spi / ref_spi if ref_spi else None
+        lines.append(
+            f"{i:>5} {epochs:>9} {st['size']:>5} {imgs / max(secs, 1e-9):>9.1f} "
+            f"{secs:>9.1f} {_fmt(st.get('relative_flops'), '.3f'):>9} {_fmt(meas, '.3f'):>9}"
+        )
+    last = rows[-1]
+    lines.append(
+        f"final: top1 {_fmt(last.get('top1'))}%"
+        + (f", EMA top1 {_fmt(last.get('ema_top1'))}%" if last.get("ema_top1") is not None else "")
+        + f", best top1 {_fmt(max(r.get('top1') or 0 for r in rows))}%"
+        + f", train time {meas_total_time:.1f} s, wall time {last['wall_time']:.1f} s"
+    )
+    if ref_spi:
+        baseline_epochs = stages[0].get("baseline_epochs") if stages else None
+        images_per_epoch = total_imgs / max(len(rows), 1)
+        base_imgs = images_per_epoch * (baseline_epochs or len(rows))
+        measured = meas_total_time / (base_imgs * ref_spi)
+        lines.append(
+            f"cost vs baseline: predicted {_fmt(predicted_total, '.3f')} (FLOPs), measured {measured:.3f} "
+            f"(time per image at each size vs at {final_size})"
+        )
+    if last.get("skipped_images"):
+        lines.append(f"skipped {last['skipped_images']} unreadable images")
+    return "\n".join(lines)

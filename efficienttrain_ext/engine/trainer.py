@@ -1,0 +1,469 @@
+"""The training driver: any timm model (or your own), a curriculum, one process or DDP (``torchrun``), exact resume.
+
+One step: the :class:`~.stage_plan.StagePlan` says the stage, batch, progress, magnitude and learning rate; the
+:class:`~.pipeline.BatchPipeline` turns the loaded uint8 batch into the model's input (RandAugment at m -> float ->
+low-frequency crop to B -> normalise -> erasing -> mixup); the model trains on it. Stage switches happen in-process
+at epoch boundaries (:mod:`efficienttrain_ext.curriculum.switching`); checkpoints are written atomically at every
+epoch end and at every stage switch, so a killed run resumes from its last epoch exactly.
+
+Run ``etrain train --help`` for the command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3, dispatch_clip_grad
+from tqdm import tqdm
+
+from ..config import Config, config_to_dict, save_config, trajectory_dict
+from ..curriculum import plan as curriculum_plan
+from ..curriculum.flops import flops_by_size
+from ..curriculum.replay import replay_batches
+from ..curriculum.schedules import Schedule
+from ..curriculum.sizes import current_input_size
+from ..curriculum.switching import resized_view, switch_input_size
+from ..curriculum.tables import schedule_table, stage_costs
+from ..data import Datasets, build_datasets, collate_skip
+from ..errors import TrainError
+from . import checkpoint as ckpt_io
+from .atomic import write_text_atomic
+from .distributed import DistInfo, all_agree, all_sum, init_distributed, resolve_device, seed_all
+from .metrics import MetricsLog
+from .model_factory import create_model
+from .pipeline import BatchPipeline
+from .report import summary_table
+from .stage_plan import StagePlan
+
+__all__ = ["Trainer", "TrainError", "make_schedule", "run"]
+
+# what a run directory holds and --overwrite removes
+RUN_FILES = (".pt", ".jsonl", ".csv", ".json", ".png", ".txt")
+
+
+def make_schedule(cfg: Config, model: nn.Module) -> Schedule:
+    """The curriculum of ``cfg`` with sizes the model takes."""
+    c = cfg.curriculum
+    return curriculum_plan(c.name, epochs=cfg.train.epochs, final_size=cfg.data.final_size, model=model, m0=c.m0,
+                           size_multiple=c.size_multiple, min_size=c.min_size, **c.schedule_options())
+
+
+def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+        return None  # CPU autocast is slower than fp32 on most CPUs without AMX
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if mode == "fp16" and device.type != "cuda":
+        raise TrainError("train.amp=fp16 needs a CUDA device (use bf16 on CPU)")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+class Trainer:
+    """One training run. ``Trainer(cfg, run_dir=..., resume=...).fit()`` returns the final metrics row.
+
+    ``model``: your own module instead of ``cfg.model`` (it must take ``[N, 3, B, B]`` images and return logits
+    for the dataset's classes)."""
+
+    def __init__(self, cfg: Config, run_dir: str | None = None, resume: str | None = None, overwrite: bool = False,
+                 model: nn.Module | None = None):
+        self.cfg = cfg
+        self._setup_process()
+        resume_ckpt = self._load_resume(resume) if resume else None
+        self.run_dir = self._prepare_run_dir(run_dir, resume, overwrite)
+        self.data = self._build_data()
+        self.model = model if model is not None else create_model(cfg, self.data.num_classes)
+        self._build_plan()
+        self.model.to(self.device)
+        switch_input_size(self.model, resume_ckpt["input_size"] if resume_ckpt else self.schedule.stages[0].size)
+        self._build_optimisation()
+        self.pipeline = BatchPipeline.from_config(cfg, self.data.mean, self.data.std, self.data.num_classes,
+                                                  self.device)
+        self.criterion = self._criterion()
+        self.val_criterion = nn.CrossEntropyLoss(reduction="sum")
+        self.start_epoch, self.wall_offset, self.skipped = 0, 0.0, set()
+        if resume_ckpt:
+            self._restore(resume_ckpt)
+        else:
+            seed_all(cfg.train.seed + 1000003 * self.info.rank + 1)  # distinct augmentation streams per rank
+        self.ddp_model = self._wrap()
+        self.log = MetricsLog(self.run_dir, keep_epochs=self.start_epoch, tensorboard=cfg.train.tensorboard) \
+            if self.info.main else None
+        if self.info.main:
+            save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
+            write_text_atomic(os.path.join(self.run_dir, "schedule.json"), json.dumps(self._schedule_record(), indent=1))
+
+    # ----- setup
+
+    def _setup_process(self) -> None:
+        t = self.cfg.train
+        self.info: DistInfo = init_distributed(t.device)
+        self.device = resolve_device(t.device, self.info)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        if t.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        seed_all(t.seed)  # identical model init on every rank
+
+    def _prepare_run_dir(self, run_dir: str | None, resume: str | None, overwrite: bool) -> str:
+        if run_dir is None and resume:
+            run_dir = resume if os.path.isdir(resume) else os.path.dirname(os.path.abspath(resume))
+        if run_dir is None:
+            name = self.cfg.train.name or f"{self.cfg.model.name.replace(':', '.')}-" \
+                                          f"{os.path.basename(self.cfg.curriculum.name)}"
+            run_dir = os.path.join(self.cfg.train.output, name)
+        exists = os.path.exists(os.path.join(run_dir, "metrics.jsonl"))
+        if exists and not resume and not overwrite:  # checked on every rank, so all ranks stop together
+            if os.path.exists(os.path.join(run_dir, "last.pt")):
+                raise TrainError(f"run directory {run_dir} already holds a run; pass --resume {run_dir} to continue "
+                                 "it, --overwrite to replace it, or another --name")
+            raise TrainError(f"run directory {run_dir} holds a run that stopped before its first checkpoint; pass "
+                             "--overwrite to start it again, or another --name")
+        if self.info.main:
+            if exists and overwrite and not resume:
+                for f in os.listdir(run_dir):
+                    if f.endswith(RUN_FILES) and f != "trial_schedule.yaml":
+                        os.unlink(os.path.join(run_dir, f))
+            os.makedirs(run_dir, exist_ok=True)
+        if self.info.enabled:
+            dist.barrier()  # the directory exists before any rank writes into it
+        return run_dir
+
+    def _build_data(self) -> Datasets:
+        d = self.cfg.data
+        data = build_datasets(d.dataset, d.root, d.final_size, scale=d.scale, ratio=d.ratio, hflip=d.hflip,
+                              interpolation=d.interpolation, crop_pct=d.crop_pct, train_subset=d.train_subset,
+                              val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed)
+        self.train_gen = torch.Generator()  # the training loaders' shuffling, seeded per epoch
+        self._loaders: dict[int, DataLoader] = {}
+        val = data.val
+        if self.info.enabled:  # plain strided shard without padding, so sums over ranks count every image once
+            val = Subset(val, range(self.info.rank, len(val), self.info.world))
+        self.val_loader = DataLoader(val, batch_size=self.cfg.train.batch_size, shuffle=False,
+                                     num_workers=d.workers, collate_fn=collate_skip,
+                                     pin_memory=self.device.type == "cuda")
+        return data
+
+    def _build_plan(self) -> None:
+        cfg = self.cfg
+        self.schedule = make_schedule(cfg, self.model)
+        self.plan = StagePlan.build(self.schedule, cfg.train.batch_size, len(self.data.train), self.info.world)
+        # predicted cost (the FLOP count also runs the model once at every size: a size it cannot take fails here)
+        self.flops = flops_by_size(self.model, [s.size for s in self.schedule.stages] + [cfg.data.final_size])
+        self.stage_costs, self.predicted_cost = stage_costs(self.schedule, self.flops)
+
+    def _build_optimisation(self) -> None:
+        o, cfg = self.cfg.optim, self.cfg
+        global_batch = cfg.train.batch_size * self.info.world
+        self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
+        self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
+                                             momentum=o.momentum, layer_decay=o.layer_decay)
+        warmup = o.warmup_epochs if o.warmup_epochs is not None else self.schedule.epochs * 20 / 300
+        self.lr_scheduler, _ = create_scheduler_v2(
+            self.optimizer, o.sched, num_epochs=self.schedule.epochs, warmup_epochs=warmup, warmup_lr=o.warmup_lr,
+            min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=self.plan.ref_steps)
+        self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
+            if cfg.train.ema else None
+
+    def _criterion(self) -> nn.Module:
+        if self.pipeline.soft_targets:
+            return SoftTargetCrossEntropy()
+        if self.cfg.aug.smoothing > 0:
+            return LabelSmoothingCrossEntropy(self.cfg.aug.smoothing)
+        return nn.CrossEntropyLoss()
+
+    def _train_loader(self, batch: int) -> DataLoader:
+        """The training loader for a per-process batch size (one per distinct stage batch, built once)."""
+        if batch not in self._loaders:
+            ds, cfg, info = self.data.train, self.cfg, self.info
+            sampler = DistributedSampler(ds, info.world, info.rank, shuffle=True, seed=cfg.train.seed,
+                                         drop_last=True) if info.enabled else None
+            self._loaders[batch] = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
+                                              num_workers=cfg.data.workers, drop_last=True, collate_fn=collate_skip,
+                                              generator=self.train_gen, pin_memory=self.device.type == "cuda")
+        return self._loaders[batch]
+
+    def _wrap(self) -> nn.Module:
+        if not self.info.enabled:
+            return self.model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _schedule_record(self) -> dict[str, Any]:
+        rec = self.schedule.to_dict()
+        for st, cost, planned in zip(rec["stages"], self.stage_costs, self.plan.describe()):
+            st.update(flops_per_image=cost.flops_per_image, relative_flops=cost.relative_flops, compute=cost.compute,
+                      baseline_epochs=self.schedule.baseline, batch=planned["batch"],
+                      steps_per_epoch=planned["steps_per_epoch"])
+        rec["predicted_cost"] = self.predicted_cost
+        rec["steps_per_epoch"] = self.plan.ref_steps  # at train.batch_size (the learning-rate schedule's epoch)
+        rec["total_steps"] = self.plan.total_steps
+        return rec
+
+    # ----- checkpoints
+
+    def _load_resume(self, path: str) -> dict[str, Any]:
+        ck = ckpt_io.load(path)
+        if ck["fingerprint"] != ckpt_io.fingerprint(trajectory_dict(self.cfg)):
+            theirs, ours = ck["config"], config_to_dict(self.cfg)
+            diff = [f"{s}.{k}: {theirs.get(s, {}).get(k)!r} -> {v!r}" for s, sec in ours.items()
+                    for k, v in sec.items() if theirs.get(s, {}).get(k) != v]
+            raise TrainError(f"checkpoint {path} was written by a different configuration; differences: "
+                             + ("; ".join(diff) or "(in keys this version does not know)"))
+        if ck["world_size"] != self.info.world:
+            raise TrainError(f"checkpoint {path} was written by {ck['world_size']} processes, this run has "
+                             f"{self.info.world}: an exact resume needs the same world size")
+        return ck
+
+    def _state(self, epoch: int, stage: int) -> dict[str, Any]:
+        rng = ckpt_io.rng_state()
+        rngs = [rng]
+        if self.info.enabled:
+            rngs = [None] * self.info.world
+            dist.all_gather_object(rngs, rng)
+        return {
+            "format": ckpt_io.FORMAT,
+            "fingerprint": ckpt_io.fingerprint(trajectory_dict(self.cfg)),
+            "config": config_to_dict(self.cfg),
+            "epoch": epoch,
+            "stage": stage,
+            "global_step": self.plan.epoch_start[epoch],
+            "input_size": current_input_size(self.model) or self.schedule.size_at(max(epoch - 1, 0)),
+            "world_size": self.info.world,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": rngs,
+            "wall_time": self.wall_offset + (time.perf_counter() - self.t0),
+            "skipped": sorted(self.skipped),
+        }
+
+    def _save(self, name: str, epoch: int, stage: int) -> None:
+        state = self._state(epoch, stage)  # collective (RNG gather): every rank takes part
+        if self.info.main:
+            ckpt_io.save_atomic(state, os.path.join(self.run_dir, name))
+
+    def _restore(self, ck: dict[str, Any]) -> None:
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.lr_scheduler.load_state_dict(ck["lr_scheduler"])
+        if self.ema is not None:
+            if ck["ema"] is None:
+                raise TrainError("checkpoint has no EMA weights but train.ema is on")
+            self.ema.module.load_state_dict(ck["ema"])
+        self.scaler.load_state_dict(ck["scaler"])
+        ckpt_io.set_rng_state(ck["rng"][self.info.rank])
+        self.start_epoch = int(ck["epoch"])
+        self.wall_offset = float(ck["wall_time"])
+        self.skipped = set(ck["skipped"])
+
+    # ----- one epoch
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _note_skipped(self, bad: list[str]) -> None:
+        for p in bad:
+            if p not in self.skipped:
+                self.skipped.add(p)
+                warnings.warn(f"skipping unreadable image {p}", RuntimeWarning, stacklevel=2)
+
+    def _switch_stage(self, epoch: int) -> None:
+        replaced = switch_input_size(self.model, self.plan.stage(epoch).size, self.optimizer,
+                                     [self.ema.module] if self.ema else [])
+        if replaced and self.info.enabled:
+            self.ddp_model = self._wrap()  # DDP holds the old Parameter objects
+
+    def _set_lr(self, epoch: int, done: int) -> None:
+        """timm's scheduler value at the plan's position, times the stage's batch factor (linear scaling rule)."""
+        self.lr_scheduler.step_update(num_updates=self.plan.lr_position(epoch, done))
+        factor = self.plan.lr_factor(epoch)
+        if factor != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= factor
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
+        with self._autocast():
+            loss = self.criterion(self.ddp_model(x), y)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at step {step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.clip_grad is not None:
+            self.scaler.unscale_(self.optimizer)
+            dispatch_clip_grad(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model, step=step + 1)
+        return loss_value
+
+    def train_one_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg, plan = self.cfg, self.plan
+        st = plan.stage(epoch)
+        loader = self._train_loader(plan.batch(epoch))
+        self.ddp_model.train()
+        self.train_gen.manual_seed(cfg.train.seed * 100003 + epoch * 1009 + self.info.rank)
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        self._set_lr(epoch, 0)  # a new stage's batch factor applies from its first step
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        images = loaded = 0
+        # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
+        replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
+        batches = replay_batches(loader, st.replay, plan.epoch_steps[epoch], replay_gen)
+        m = lr = 0.0
+        title = f"epoch {epoch + 1}/{plan.epochs} B={st.size}" + (f" replay {st.replay}" if st.replay > 1 else "")
+        bar = tqdm(total=plan.epoch_steps[epoch], desc=title, dynamic_ncols=True, leave=False, mininterval=1.0,
+                   file=sys.stderr, disable=not (cfg.train.progress and self.info.main))
+        t_start, cpu_start = time.perf_counter(), time.process_time()
+        for i, ((x, y, bad), fresh) in enumerate(batches):
+            if fresh:
+                self._note_skipped(bad)
+                loaded += x.shape[0]
+            # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
+            if not all_agree(x.shape[0] >= 2, self.info, self.device):
+                continue
+            m = plan.magnitude(epoch, i)
+            x, y = self.pipeline.train(x, y, st.size, m)
+            loss_value = self._step(x, y, plan.global_step(epoch, i))
+            self._set_lr(epoch, i + 1)
+            lr = self.optimizer.param_groups[0]["lr"]
+            loss_sum += loss_value * x.shape[0]
+            images += x.shape[0]
+            el = time.perf_counter() - t_start
+            bar.set_postfix_str(f"{images * self.info.world / el:.0f} img/s, loss {loss_value:.3f}, B {st.size}, "
+                                f"m {m:.2f}, lr {lr:.2e}", refresh=False)
+            bar.update(1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        train_time = time.perf_counter() - t_start
+        cpu_time = time.process_time() - cpu_start  # all threads of this process; robust to a busy machine
+        bar.close()
+        self.lr_scheduler.step(epoch + 1)
+        stats = all_sum(torch.tensor([float(loss_sum), float(images), float(loaded)], dtype=torch.float64), self.info)
+        return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
+                "loaded_images": int(stats[2]), "replay": st.replay, "batch": plan.batch(epoch) * self.info.world,
+                "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
+                "magnitude": m, "lr": lr}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, size: int | None = None) -> dict[str, float]:
+        """Top-1/top-5/loss on the validation set (final-size images, brought to ``size`` like training inputs)."""
+        model.eval()
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, top1, top5, count
+        for x, y, bad in self.val_loader:
+            self._note_skipped(bad)
+            if x.shape[0] == 0:
+                continue
+            x, y = self.pipeline.eval(x, y, size)
+            with self._autocast():
+                out = model(x)
+            out = out.float()
+            top = out.topk(min(5, out.shape[1]), dim=1).indices
+            hit = top.eq(y[:, None])
+            sums += torch.tensor([float(self.val_criterion(out, y)), float(hit[:, 0].sum()), float(hit.any(1).sum()),
+                                  float(x.shape[0])], dtype=torch.float64)
+        sums = all_sum(sums, self.info)
+        n = max(float(sums[3]), 1.0)
+        return {"val_loss": float(sums[0]) / n, "top1": 100.0 * float(sums[1]) / n, "top5": 100.0 * float(sums[2]) / n}
+
+    def _eval_all(self, size: int) -> dict[str, Any]:
+        final = self.cfg.data.final_size
+        row = self.evaluate(resized_view(self.model, final))
+        if self.ema is not None:
+            ema = self.evaluate(resized_view(self.ema.module, final))
+            row.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_val_loss=ema["val_loss"])
+        if size < final and self.cfg.train.eval_at_stage_size:
+            row["top1_at_B"] = self.evaluate(self.model, size)["top1"]
+        return row
+
+    # ----- the loop
+
+    def fit(self) -> dict[str, Any]:
+        self.t0 = time.perf_counter()
+        plan = self.plan
+        if self.info.main:
+            print(schedule_table(self.schedule, self.flops), flush=True)
+            steps = "/".join(str(p["steps_per_epoch"]) for p in plan.describe())
+            batches = "/".join(str(b * self.info.world) for b in plan.stage_batch)
+            print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage), "
+                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world}, device {self.device}",
+                  flush=True)
+        train_total = sum(r["train_time"] for r in (self.log.rows if self.log else []))
+        last: dict[str, Any] = self.log.rows[-1] if self.log and self.log.rows else {}
+        for epoch in range(self.start_epoch, plan.epochs):
+            size = plan.stage(epoch).size
+            if plan.is_stage_start(epoch) or current_input_size(self.model) not in (None, size):
+                self._switch_stage(epoch)
+                if epoch > 0 and epoch != self.start_epoch:
+                    self._save(f"stage{plan.stage_index(epoch)}.pt", epoch, plan.stage_index(epoch))
+            row: dict[str, Any] = {"epoch": epoch + 1, "stage": plan.stage_index(epoch), "size": size}
+            row.update(self.train_one_epoch(epoch))
+            train_total += row["train_time"]
+            row.update(self._eval_all(size))
+            row["train_time_total"] = train_total
+            row["wall_time"] = self.wall_offset + (time.perf_counter() - self.t0)
+            row["skipped_images"] = len(self.skipped)
+            if self.log is not None:
+                self.log.append(row)
+                print(_epoch_line(row), flush=True)
+            self._save("last.pt", epoch + 1, plan.stage_index(epoch))
+            last = row
+        if self.info.main:
+            self._finish()
+        return last
+
+    def _finish(self) -> None:
+        stages = self._schedule_record()["stages"]
+        table = summary_table(self.log.rows, stages, self.predicted_cost, self.cfg.data.final_size)
+        print(table, flush=True)
+        write_text_atomic(os.path.join(self.run_dir, "summary.txt"), table + "\n")
+        last = self.log.rows[-1] if self.log.rows else {}
+        summary = {"final": last, "predicted_cost": self.predicted_cost, "run_dir": self.run_dir,
+                   "curriculum": self.schedule.name, "model": self.cfg.model.name}
+        write_text_atomic(os.path.join(self.run_dir, "summary.json"), json.dumps(summary, indent=1))
+        self.log.close()
+
+
+def _epoch_line(r: dict[str, Any]) -> str:
+    parts = [f"epoch {r['epoch']}", f"B {r['size']}", f"loss {r['train_loss']:.4f}", f"top1 {r['top1']:.2f}%"]
+    if "ema_top1" in r:
+        parts.append(f"ema {r['ema_top1']:.2f}%")
+    if "top1_at_B" in r:
+        parts.append(f"top1@B {r['top1_at_B']:.2f}%")
+    parts += [f"{r['img_s']:.0f} img/s", f"train {r['train_time']:.1f}s", f"wall {r['wall_time']:.1f}s"]
+    return " | ".join(parts)
+
+
+def run(cfg: Config, run_dir: str | None = None, resume: str | None = None, overwrite: bool = False,
+        model: nn.Module | None = None) -> dict:
+    """Train ``cfg`` to the end (a torchrun process group, if any, is closed afterwards)."""
+    trainer = Trainer(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, model=model)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.info.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,110 @@
+"""The augment op family: ``etrain::augment_slot`` / ``etrain::augment_chain`` on uint8 batches (not differentiable).
+
+The op codes and limits below are those of csrc/augment/augment.h (test_augment_ops.py parses the header and checks
+that they agree). The C++ ``check_args`` validates shapes, dtypes and devices of real tensors; the fake kernels
+state the same rules for fake tensors. Code ranges (op, interp, GaussianBlur radius) are checked by the CPU kernels;
+the CUDA kernels cannot check them without a device sync, so :func:`check_codes` checks them here, on the CPU,
+before the arguments are uploaded, with the CPU kernels' messages.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import library  # noqa: F401  (registers torch.ops.etrain.*)
+
+__all__ = ["OP_CODES", "INTERP_CODES", "NUM_PARAMS", "MAX_BLUR_RADIUS", "augment_slot", "augment_chain",
+           "check_codes", "bad_blur_radii"]
+
+# csrc/augment/augment.h: enum OpCode, enum Interp, kNumParams, kMaxBlurRadius
+OP_CODES = {
+    "identity": 0, "affine": 1, "invert": 2, "posterize": 3, "solarize": 4, "solarize_add": 5, "brightness": 6,
+    "contrast": 7, "color": 8, "sharpness": 9, "auto_contrast": 10, "equalize": 11, "gaussian_blur": 12,
+}
+INTERP_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
+NUM_PARAMS = 6
+MAX_BLUR_RADIUS = 1.0e6
+
+
+def _fake(name: str, chain: bool):
+    def fake(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor, fill: torch.Tensor):
+        pre = f"{name}: "
+        torch._check_value(x.dim() == 4, lambda: pre + f"expected an image batch of shape [N, C, H, W], got shape "
+                           f"{list(x.shape)}")
+        torch._check_value(x.dtype == torch.uint8, lambda: pre + f"expected a uint8 batch, got dtype {x.dtype}")
+        n, c = x.shape[0], x.shape[1]
+        torch._check_value(c == 1 or c == 3, lambda: pre + f"expected 1 or 3 channels, got shape {list(x.shape)}")
+        if chain:
+            torch._check_value(op.dim() == 2, lambda: pre + f"op must have shape [N, L], got {list(op.shape)}")
+        lead = [n, op.shape[1]] if chain else [n]
+        for t, what, dtype, shape in ((op, "op", torch.int64, lead), (params, "params", torch.float64, lead + [NUM_PARAMS]),
+                                      (interp, "interp", torch.int64, lead), (fill, "fill", torch.uint8, [n, c])):
+            torch._check_value(t.dtype == dtype, lambda: pre + f"{what} must have dtype {dtype}, got {t.dtype}")
+            torch._check_value(list(t.shape) == shape, lambda: pre + f"{what} must have shape {shape}, got "
+                               f"{list(t.shape)}")
+            torch._check_value(t.device == x.device, lambda: pre + f"{what} must be on the batch's device")
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    return fake
+
+
+torch.library.register_fake("etrain::augment_slot")(_fake("augment_slot", chain=False))
+torch.library.register_fake("etrain::augment_chain")(_fake("augment_chain", chain=True))
+
+
+def bad_blur_radii(r: torch.Tensor) -> torch.Tensor:
+    """Radii outside [0, MAX_BLUR_RADIUS] (NaN included): what the CPU kernel rejects and the CUDA one skips."""
+    return ~((r >= 0) & (r <= MAX_BLUR_RADIUS))
+
+
+def check_codes(name: str, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor) -> None:
+    """The CPU kernels' code checks, for arguments still on the CPU (no device sync): op codes, interp codes and
+    GaussianBlur radii. Tensors already on the GPU are not checked."""
+    if op.device.type == "cpu" and op.numel() and bool(((op < 0) | (op >= len(OP_CODES))).any()):
+        raise ValueError(f"{name}: op codes must be in [0, {len(OP_CODES)}), got {op.min().item()}..{op.max().item()}")
+    if interp.device.type == "cpu" and interp.numel():
+        i = interp.to(torch.int64)
+        bad = (i < 0) | (i > 2)
+        if bool(bad.any()):
+            raise ValueError(f"{name}: interp codes must be 0 (nearest), 1 (bilinear) or 2 (bicubic), got "
+                             f"{i[bad][:4].tolist()}")
+    if (op.device.type == "cpu" and params.device.type == "cpu" and op.numel()
+            and tuple(params.shape) == (*op.shape, NUM_PARAMS)):
+        blur = op == OP_CODES["gaussian_blur"]
+        if bool(blur.any()):
+            r = params[..., 0][blur].to(torch.float64)
+            bad = bad_blur_radii(r)
+            if bool(bad.any()):
+                raise ValueError(f"{name}: GaussianBlur radius (params[..., 0]) must be in [0, 1e6], got "
+                                 f"{r[bad][:4].tolist()}")
+
+
+def _check_batch(x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor batch, got {type(x).__name__}")
+
+
+def _call(name: str, x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,
+          fill: torch.Tensor) -> torch.Tensor:
+    _check_batch(x)
+    op = op.to(torch.int64)
+    dev = x.device
+    nb = dev.type == "cuda"  # CPU -> GPU argument copies need not wait
+    if nb:  # the CPU kernels check the codes themselves
+        check_codes(name, op, params, interp)
+    return getattr(torch.ops.etrain, name)(
+        x, op.to(dev, non_blocking=nb).contiguous(), params.to(dev, torch.float64, non_blocking=nb).contiguous(),
+        interp.to(dev, torch.int64, non_blocking=nb).contiguous(), fill.to(dev, torch.uint8, non_blocking=nb))
+
+
+def augment_slot(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,
+                 fill: torch.Tensor) -> torch.Tensor:
+    """One op slot: sample i gets op code ``op[i]`` with ``params[i]`` (float64 [N, 6]), ``interp[i]`` and fill colour
+    ``fill[i]`` (uint8 [N, C]). Arguments on the CPU are moved to x's device."""
+    return _call("augment_slot", x, op, params, interp, fill)
+
+
+def augment_chain(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,
+                  fill: torch.Tensor) -> torch.Tensor:
+    """L slots in sequence (op, interp int64 [N, L]; params float64 [N, L, 6]; fill uint8 [N, C])."""
+    return _call("augment_chain", x, op, params, interp, fill)
