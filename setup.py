@@ -95,7 +95,7 @@ setup(
     description="EfficientTrain / EfficientTrain++ curriculum learning as a PyTorch C++/CUDA extension",
     packages=find_packages(include=["efficienttrain_ext", "efficienttrain_ext.*"]),
     python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy", "pyyaml", "tqdm", "matplotlib", "timm>=1.0"],
+    install_requires=["torch>=2.4", "numpy", "pyyaml", "pydantic>=2", "tqdm", "matplotlib", "timm>=1.0"],
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "scikit-image", "tensorboard"],
         "detection": ["mmengine==0.10.7", "mmdet==3.3.0"],

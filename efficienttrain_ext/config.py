@@ -63,6 +63,7 @@ class DataConfig(_Section):
     hflip: Float = Field(0.5, ge=0.0, le=1.0)
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     workers: Int = Field(4, ge=0)
+    loader: Literal["torch"] = "torch"  # how batches are read and decoded (engine/loaders.py LOADERS)
     train_subset: Int | None = Field(None, ge=1)
     val_subset: Int | None = Field(None, ge=1)
     val_split: Float | None = Field(None, gt=0.0, lt=1.0)  # hold out this part of train/ (seeded, class-stratified)

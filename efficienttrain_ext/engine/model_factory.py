@@ -10,6 +10,7 @@ from typing import Any, Callable
 import timm
 from torch import nn
 
+from .. import models  # noqa: F401  (registers efficienttrain_ext's own timm models, e.g. cswin_tiny_224)
 from ..config import Config
 from ..errors import TrainError
 

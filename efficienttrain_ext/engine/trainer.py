@@ -24,8 +24,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
-from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
@@ -39,16 +37,18 @@ from ..curriculum.schedules import Schedule
 from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
 from ..curriculum.tables import schedule_table, stage_costs
-from ..data import Datasets, build_datasets, collate_skip
+from ..data import Datasets, build_datasets
 from ..errors import TrainError
 from . import checkpoint as ckpt_io
 from .atomic import write_text_atomic
 from .distributed import DistInfo, all_agree, all_sum, init_distributed, resolve_device, seed_all
+from .loaders import LOADERS, EpochLoader, build_val_loader
 from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
 from .report import summary_table
-from .stage_plan import StagePlan
+from .stage_plan import StagePlan, steps_per_epoch
+from .tasks import ClassificationTask, Task
 
 __all__ = ["Trainer", "TrainError", "make_schedule", "run"]
 
@@ -77,10 +77,10 @@ class Trainer:
     """One training run. ``Trainer(cfg, run_dir=..., resume=...).fit()`` returns the final metrics row.
 
     ``model``: your own module instead of ``cfg.model`` (it must take ``[N, 3, B, B]`` images and return logits
-    for the dataset's classes)."""
+    for the dataset's classes). ``task``: what is optimised and evaluated (default: classification)."""
 
     def __init__(self, cfg: Config, run_dir: str | None = None, resume: str | None = None, overwrite: bool = False,
-                 model: nn.Module | None = None):
+                 model: nn.Module | None = None, task: Task | None = None):
         self.cfg = cfg
         self._setup_process()
         resume_ckpt = self._load_resume(resume) if resume else None
@@ -93,8 +93,8 @@ class Trainer:
         self._build_optimisation()
         self.pipeline = BatchPipeline.from_config(cfg, self.data.mean, self.data.std, self.data.num_classes,
                                                   self.device)
-        self.criterion = self._criterion()
-        self.val_criterion = nn.CrossEntropyLoss(reduction="sum")
+        self.task: Task = task if task is not None else ClassificationTask(self.pipeline.soft_targets,
+                                                                            cfg.aug.smoothing)
         self.start_epoch, self.wall_offset, self.skipped = 0, 0.0, set()
         if resume_ckpt:
             self._restore(resume_ckpt)
@@ -149,14 +149,9 @@ class Trainer:
         data = build_datasets(d.dataset, d.root, d.final_size, scale=d.scale, ratio=d.ratio, hflip=d.hflip,
                               interpolation=d.interpolation, crop_pct=d.crop_pct, train_subset=d.train_subset,
                               val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed)
-        self.train_gen = torch.Generator()  # the training loaders' shuffling, seeded per epoch
-        self._loaders: dict[int, DataLoader] = {}
-        val = data.val
-        if self.info.enabled:  # plain strided shard without padding, so sums over ranks count every image once
-            val = Subset(val, range(self.info.rank, len(val), self.info.world))
-        self.val_loader = DataLoader(val, batch_size=self.cfg.train.batch_size, shuffle=False,
-                                     num_workers=d.workers, collate_fn=collate_skip,
-                                     pin_memory=self.device.type == "cuda")
+        self._loaders: dict[int, EpochLoader] = {}
+        self.val_loader = build_val_loader(data.val, self.cfg.train.batch_size, self.info, workers=d.workers,
+                                           pin_memory=self.device.type == "cuda")
         return data
 
     def _build_plan(self) -> None:
@@ -182,22 +177,17 @@ class Trainer:
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
             if cfg.train.ema else None
 
-    def _criterion(self) -> nn.Module:
-        if self.pipeline.soft_targets:
-            return SoftTargetCrossEntropy()
-        if self.cfg.aug.smoothing > 0:
-            return LabelSmoothingCrossEntropy(self.cfg.aug.smoothing)
-        return nn.CrossEntropyLoss()
-
-    def _train_loader(self, batch: int) -> DataLoader:
+    def _train_loader(self, batch: int) -> EpochLoader:
         """The training loader for a per-process batch size (one per distinct stage batch, built once)."""
         if batch not in self._loaders:
-            ds, cfg, info = self.data.train, self.cfg, self.info
-            sampler = DistributedSampler(ds, info.world, info.rank, shuffle=True, seed=cfg.train.seed,
-                                         drop_last=True) if info.enabled else None
-            self._loaders[batch] = DataLoader(ds, batch_size=batch, shuffle=sampler is None, sampler=sampler,
-                                              num_workers=cfg.data.workers, drop_last=True, collate_fn=collate_skip,
-                                              generator=self.train_gen, pin_memory=self.device.type == "cuda")
+            d = self.cfg.data
+            loader = LOADERS[d.loader](self.data.train, batch, self.info, workers=d.workers, seed=self.cfg.train.seed,
+                                       pin_memory=self.device.type == "cuda")
+            expected = steps_per_epoch(len(self.data.train), batch, self.info.world)
+            if len(loader) != expected:  # the plan's learning-rate and magnitude positions assume these steps
+                raise TrainError(f"data.loader={d.loader} gives {len(loader)} batches of {batch} per epoch, the "
+                                 f"stage plan expects {expected}")
+            self._loaders[batch] = loader
         return self._loaders[batch]
 
     def _wrap(self) -> nn.Module:
@@ -305,7 +295,7 @@ class Trainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
         with self._autocast():
-            loss = self.criterion(self.ddp_model(x), y)
+            loss = self.task.loss(self.ddp_model, x, y)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {step}")
@@ -325,9 +315,7 @@ class Trainer:
         st = plan.stage(epoch)
         loader = self._train_loader(plan.batch(epoch))
         self.ddp_model.train()
-        self.train_gen.manual_seed(cfg.train.seed * 100003 + epoch * 1009 + self.info.rank)
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)
         self._set_lr(epoch, 0)  # a new stage's batch factor applies from its first step
         loss_sum = torch.zeros((), dtype=torch.float64)
         images = loaded = 0
@@ -371,33 +359,25 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, size: int | None = None) -> dict[str, float]:
-        """Top-1/top-5/loss on the validation set (final-size images, brought to ``size`` like training inputs)."""
+        """The task's metrics on the validation set (final-size images, brought to ``size`` like training inputs)."""
         model.eval()
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, top1, top5, count
+        sums = torch.zeros(self.task.eval_width, dtype=torch.float64)  # a rank's shard may be empty
         for x, y, bad in self.val_loader:
             self._note_skipped(bad)
             if x.shape[0] == 0:
                 continue
             x, y = self.pipeline.eval(x, y, size)
             with self._autocast():
-                out = model(x)
-            out = out.float()
-            top = out.topk(min(5, out.shape[1]), dim=1).indices
-            hit = top.eq(y[:, None])
-            sums += torch.tensor([float(self.val_criterion(out, y)), float(hit[:, 0].sum()), float(hit.any(1).sum()),
-                                  float(x.shape[0])], dtype=torch.float64)
-        sums = all_sum(sums, self.info)
-        n = max(float(sums[3]), 1.0)
-        return {"val_loss": float(sums[0]) / n, "top1": 100.0 * float(sums[1]) / n, "top5": 100.0 * float(sums[2]) / n}
+                sums += self.task.eval_sums(model, x, y)
+        return self.task.eval_metrics(all_sum(sums, self.info))
 
     def _eval_all(self, size: int) -> dict[str, Any]:
         final = self.cfg.data.final_size
         row = self.evaluate(resized_view(self.model, final))
         if self.ema is not None:
-            ema = self.evaluate(resized_view(self.ema.module, final))
-            row.update(ema_top1=ema["top1"], ema_top5=ema["top5"], ema_val_loss=ema["val_loss"])
+            row.update({f"ema_{k}": v for k, v in self.evaluate(resized_view(self.ema.module, final)).items()})
         if size < final and self.cfg.train.eval_at_stage_size:
-            row["top1_at_B"] = self.evaluate(self.model, size)["top1"]
+            row[f"{self.task.primary}_at_B"] = self.evaluate(self.model, size)[self.task.primary]
         return row
 
     # ----- the loop
