@@ -54,14 +54,14 @@ if ! PYTHONPATH=. "$py" -c 'import sys, efficienttrain_ext as et; sys.exit(0 if 
   exit 1
 fi
 
-# test_lowfreq.py needs hypothesis; pytest-benchmark only provides --benchmark-disable. A collection error in one
-# file (a missing import) must not stop the other files' tests.
-tests=(python_tests/test_build.py python_tests/test_lowfreq_cuda.py python_tests/test_lowfreq_compile.py
-  python_tests/test_augment_cuda.py)
+# The op suites run every test on the CPU and on CUDA (the `device` fixture) and compare CUDA with the CPU kernels
+# bit for bit. test_lowfreq_ops.py needs hypothesis; pytest-benchmark only provides --benchmark-disable. A
+# collection error in one file (a missing import) must not stop the other files' tests.
+tests=(python_tests/test_build.py python_tests/test_augment_ops.py)
 if have hypothesis; then
-  tests+=(python_tests/test_lowfreq.py)
+  tests+=(python_tests/test_lowfreq_ops.py)
 else
-  echo "hypothesis is not installed: skipping python_tests/test_lowfreq.py" | tee -a "$out/summary.txt"
+  echo "hypothesis is not installed: skipping python_tests/test_lowfreq_ops.py" | tee -a "$out/summary.txt"
 fi
 extra=()
 have pytest_benchmark && extra+=(--benchmark-disable)
@@ -88,8 +88,8 @@ if [ "${ETRAIN_SANITIZE:-0}" = 1 ]; then
   if command -v compute-sanitizer > /dev/null; then
     for tool in memcheck racecheck; do
       step "compute-sanitizer $tool" "sanitizer_$tool.log" env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
-        compute-sanitizer --tool "$tool" --error-exitcode 3 "$py" -m pytest python_tests/test_augment_cuda.py -q \
-        -p no:cacheprovider -x -k "each_op or blur_cuda_equals_cpu_all_sizes or histogram_ops_large"
+        compute-sanitizer --tool "$tool" --error-exitcode 3 "$py" -m pytest python_tests/test_augment_ops.py -q \
+        -p no:cacheprovider -x -k "each_op_cuda or blur_cuda_equals_cpu_all_sizes or histogram_ops_large"
     done
   else
     echo "compute-sanitizer not found: skipping the sanitizer runs" | tee -a "$out/summary.txt"
