@@ -225,7 +225,7 @@ def test_registered_op_checks_its_arguments():
 
 def test_front_end_checks_for_cuda():
     # what the CUDA kernels cannot check without a device sync, apply_slot/apply_chain check on the CPU first
-    # (ops.augment.check_codes; exercised on a GPU in test_augment_cuda.py)
+    # (ops.augment.check_codes; exercised on a GPU by test_cuda_front_end_checks_and_sample_limit)
     op = torch.tensor([AF.OP_CODES["affine"], AF.OP_CODES["gaussian_blur"]])
     params = torch.zeros(2, 6, dtype=torch.float64)
     params[1, 0] = 2.5

@@ -5,7 +5,7 @@
 # Only a missing GPU or a failed build stops the script; after that every step runs even when an earlier test or
 # benchmark step failed (so one run gives all results). Each step's log goes to OUT_DIR, its exit status and time
 # to OUT_DIR/summary.txt; the script exits non-zero if any step failed.
-# Optional packages (hypothesis for test_lowfreq.py, pytest-benchmark, scikit-image / torchvision / kornia / timm
+# Optional packages (hypothesis for test_lowfreq_ops.py, pytest-benchmark, scikit-image / torchvision / kornia / timm
 # for the augment benchmark) are used when importable and otherwise skipped with a message.
 # ETRAIN_SANITIZE=1 also runs a few CUDA augment tests under compute-sanitizer (memcheck, racecheck; slow).
 set -uo pipefail
