@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from efficienttrain_ext.data import DataError, FashionMNIST, SafeImageFolder, collate_skip, eval_transform, read_idx
+import shutil
 
-from _etrain_helpers import FMNIST, make_image_folder
+from efficienttrain_ext import cli
+from efficienttrain_ext.data import (DataError, FashionMNIST, SafeImageFolder, build_datasets, collate_skip, eval_transform,
+                                    read_idx, resolve_dataset, stratified_split)
+
+from _etrain_helpers import FMNIST, make_image_folder, metrics, tiny_args
 
 
 def _write_idx(path, array, code):
@@ -79,3 +83,64 @@ def test_eval_transform_resize_then_centre_crop():
     assert round(32 / 0.875) == 37
     # the 4-pixel black border scales to ~2.3 px and the 2-px-per-side crop removes most of it
     assert out[:, 16, 16].tolist() == [255, 255, 255] and out.float().mean() > 240
+
+
+def test_stratified_split_is_seeded_disjoint_covering_and_stratified():
+    targets = [0] * 50 + [1] * 30 + [2] * 7 + [3] * 2
+    train, val = stratified_split(targets, 0.2, seed=3)
+    assert sorted(train + val) == list(range(len(targets))) and not set(train) & set(val)
+    counts = {c: sum(targets[i] == c for i in val) for c in range(4)}
+    assert counts == {0: 10, 1: 6, 2: 1, 3: 1}  # round(0.2 n), at least one, at least one left for training
+    assert stratified_split(targets, 0.2, seed=3) == (train, val)
+    assert stratified_split(targets, 0.2, seed=4)[1] != val
+    for bad in (0, 1, 1.5, -0.1, True):
+        with pytest.raises(DataError, match="data.val_split must be a fraction"):
+            stratified_split(targets, bad)
+    with pytest.raises(DataError, match="class 4 has 1 image"):
+        stratified_split(targets + [4], 0.2)
+
+
+def test_data_root_kind_is_detected(tmp_path):
+    root = make_image_folder(tmp_path / "folder", per_class=4)
+    assert resolve_dataset("auto", str(root)) == "imagefolder"
+    assert resolve_dataset("auto", None) == "fashion_mnist"
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    (idx / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert resolve_dataset("auto", str(idx)) == "fashion_mnist"
+    with pytest.raises(DataError, match="cannot tell what"):
+        resolve_dataset("auto", str(tmp_path))
+    with pytest.raises(DataError, match="does not exist"):
+        resolve_dataset("auto", str(tmp_path / "nowhere"))
+    assert resolve_dataset("imagefolder", None) == "imagefolder"
+
+
+def test_image_folder_without_val_needs_val_split(tmp_path):
+    root = make_image_folder(tmp_path / "d", per_class=10)
+    for f in (root / "val").rglob("*.png"):
+        f.unlink()
+    for d in sorted((root / "val").iterdir()):
+        d.rmdir()
+    (root / "val").rmdir()
+    with pytest.raises(DataError, match="no val/ folder.*data.val_split"):
+        build_datasets("auto", str(root), 32)
+    d = build_datasets("auto", str(root), 32, val_split=0.3)
+    assert len(d.train) == 14 and len(d.val) == 6 and d.num_classes == 2
+    # validation images use the evaluation transform (deterministic), training images the random one
+    x1, x2 = d.val[0][0], d.val[0][0]
+    assert torch.equal(x1, x2) and x1.shape == (3, 32, 32)
+    assert {d.val[i][1] for i in range(len(d.val))} == {0, 1}
+
+
+def test_etrain_train_on_a_data_root_without_dataset_flag(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "d", per_class=16)
+    args = tiny_args(tmp_path, "folder", "--data-root", str(root), "--curriculum", "none", epochs=1, subset=32, val=16,
+                     batch=8)
+    assert cli.main(args) == 0
+    assert metrics(tmp_path / "folder")[0]["train_images"] == 32
+    # without val/: the error names data.val_split; with it, the run trains on a held-out part of train/
+    shutil.rmtree(root / "val")
+    assert cli.main(tiny_args(tmp_path, "noval", "--data-root", str(root), epochs=1, subset=16, val=8, batch=8)) == 2
+    assert "data.val_split" in capsys.readouterr().err
+    assert cli.main(tiny_args(tmp_path, "split", "--data-root", str(root), "--set", "data.val_split=0.25",
+                              "--curriculum", "none", epochs=1, subset=16, val=8, batch=8)) == 0

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "resolve_device", "seed_all", "all_agree", "all_sum"]
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "seed_all", "all_agree", "all_sum", "all_union"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,12 @@ def all_agree(ok: bool, info: DistInfo, device: torch.device) -> bool:
     flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def all_union(items: set[str], info: DistInfo) -> set[str]:
+    """The union of every rank's ``items`` (e.g. the unreadable files each rank met in its shard)."""
+    if not info.enabled:
+        return items
+    gathered: list = [None] * info.world
+    dist.all_gather_object(gathered, sorted(items))
+    return set().union(*map(set, gathered))

@@ -41,7 +41,7 @@ from ..data import Datasets, build_datasets
 from ..errors import TrainError
 from . import checkpoint as ckpt_io
 from .atomic import write_text_atomic
-from .distributed import DistInfo, all_agree, all_sum, init_distributed, resolve_device, seed_all
+from .distributed import DistInfo, all_agree, all_sum, all_union, init_distributed, resolve_device, seed_all
 from .loaders import LOADERS, EpochLoader, build_val_loader
 from .metrics import MetricsLog
 from .model_factory import create_model
@@ -406,6 +406,7 @@ class Trainer:
             row.update(self._eval_all(size))
             row["train_time_total"] = train_total
             row["wall_time"] = self.wall_offset + (time.perf_counter() - self.t0)
+            self.skipped = all_union(self.skipped, self.info)  # every rank met the corrupt files of its own shard
             row["skipped_images"] = len(self.skipped)
             if self.log is not None:
                 self.log.append(row)
