@@ -25,7 +25,7 @@ from .errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "ModelConfig", "DataConfig", "CurriculumConfig", "ProgressiveOptions",
            "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "load_config", "apply_overrides",
-           "config_to_dict", "config_from_dict", "trajectory_dict", "save_config", "OPERATIONAL_KEYS"]
+           "config_to_dict", "config_from_dict", "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS"]
 
 
 
@@ -368,6 +368,6 @@ def _override_dict(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     return d
 
 
-def save_config(cfg: Config, path: str) -> None:
-    with open(path, "w") as f:
-        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
+def config_yaml(cfg: Config) -> str:
+    """The configuration as YAML text (what ``RUN/config.yaml`` holds; ``load_config`` reads it back)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -29,7 +29,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from tqdm import tqdm
 
-from ..config import Config, config_to_dict, save_config, trajectory_dict
+from ..config import Config, config_to_dict, config_yaml, trajectory_dict
 from ..curriculum import plan as curriculum_plan
 from ..curriculum.flops import flops_by_size
 from ..curriculum.replay import replay_batches
@@ -104,7 +104,7 @@ class Trainer:
         self.log = MetricsLog(self.run_dir, keep_epochs=self.start_epoch, tensorboard=cfg.train.tensorboard) \
             if self.info.main else None
         if self.info.main:
-            save_config(cfg, os.path.join(self.run_dir, "config.yaml"))
+            write_text_atomic(os.path.join(self.run_dir, "config.yaml"), config_yaml(cfg))
             write_text_atomic(os.path.join(self.run_dir, "schedule.json"), json.dumps(self._schedule_record(), indent=1))
 
     # ----- setup
