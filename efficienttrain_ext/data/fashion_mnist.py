@@ -58,17 +58,6 @@ def _find(root: str, stem: str) -> str:
     )
 
 
-def _find(root: str, stem: str) -> str:
-    for name in (stem + ".gz", stem):
-        p = os.path.join(root, name)
-        if os.path.exists(p):
-            return p
-    raise DataError(
-        f"Fashion-MNIST file {stem}[.gz] not found under {root}; install the Debian package "
-        "'dataset-fashion-mnist' (apt-get install -y dataset-fashion-mnist) or pass --data-root"
-    )
-
-
 def is_fashion_mnist_dir(root: str) -> bool:
     """Whether ``root`` holds the Fashion-MNIST training images (IDX, gzip or raw)."""
     return any(os.path.isfile(os.path.join(root, "train-images-idx3-ubyte" + ext)) for ext in (".gz", ""))
