@@ -7,10 +7,12 @@ on the training device (:class:`~efficienttrain_ext.engine.pipeline.BatchPipelin
 from .build import DATASETS, IMAGENET_MEAN, IMAGENET_STD, Datasets, build_datasets, resolve_dataset
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, FashionMNIST, read_idx
 from .image_folder import SafeImageFolder, collate_skip
+from .shards import TarShardDataset, expand_shards, write_shards
 from .splits import stratified_split
 from .transforms import eval_transform, train_transform
 from ..errors import DataError
 
 __all__ = ["DataError", "DATASETS", "Datasets", "build_datasets", "resolve_dataset", "FashionMNIST",
            "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES", "read_idx", "SafeImageFolder", "collate_skip",
+           "TarShardDataset", "expand_shards", "write_shards",
            "stratified_split", "train_transform", "eval_transform", "IMAGENET_MEAN", "IMAGENET_STD"]
