@@ -18,7 +18,7 @@ from efficienttrain_ext import cli
 from efficienttrain_ext.config import ConfigError, load_config
 from efficienttrain_ext.data import DataError, SafeImageFolder, TarShardDataset, build_datasets, write_shards
 from efficienttrain_ext.data.image_folder import collate_skip
-from efficienttrain_ext.data.shards import expand_shards, index_path, read_index, scan_tar
+from efficienttrain_ext.data.shards import expand_shards, index_path, read_index, sample_table, scan_tar, table_path
 from efficienttrain_ext.data.transforms import eval_transform
 
 from _etrain_helpers import make_image_folder, make_photo_folder, metrics, run_etrain, tiny_args
@@ -73,7 +73,8 @@ def test_round_trip_through_webdataset_and_random_access(folder, tmp_path):
     ds = SafeImageFolder(os.path.join(folder, "train"))
     assert [_sha(in_order.encoded(i)) for i in range(len(ds))] == [_sha(open(p, "rb").read()) for p, _ in ds.samples]
     shuffled = TarShardDataset(expand_shards(patterns["train"]))
-    assert shuffled.targets != in_order.targets and sorted(shuffled.targets) == sorted(in_order.targets)
+    assert shuffled.targets.tolist() != in_order.targets.tolist()
+    assert sorted(shuffled.targets.tolist()) == sorted(in_order.targets.tolist())
 
 
 def test_index_matches_dalis_wds2idx(folder, tmp_path):
@@ -130,13 +131,21 @@ def test_stale_or_missing_index_is_rebuilt(tmp_path):
     root = make_image_folder(tmp_path / "data", per_class=2)
     patterns = write_shards(str(root), str(tmp_path / "out"), shard_size=100, progress=False)
     (path,) = expand_shards(patterns["train"])
-    os.unlink(index_path(path))
-    assert len(TarShardDataset([path])) == 4 and os.path.isfile(index_path(path))  # scanned and written again
-    with open(index_path(path), "w") as f:  # a wrong index older than its tar is not trusted
+    reference = TarShardDataset([path])
+    for sidecar in (index_path(path), table_path(path)):
+        os.unlink(sidecar)
+    again = TarShardDataset([path])  # scanned, and both written again
+    assert os.path.isfile(index_path(path)) and os.path.isfile(table_path(path))
+    assert again.targets.tolist() == reference.targets.tolist() and len(again) == 4
+    assert [again.encoded(i) for i in range(4)] == [reference.encoded(i) for i in range(4)]
+    # wrong sidecars older than their tar are not trusted
+    with open(index_path(path), "w") as f:
         f.write("v1.2 1\ncls 0 1 x.cls jpg 0 1 x.jpg\n")
+    np.save(table_path(path), np.zeros(1, dtype=sample_table(path).dtype))
     past = time.time() - 100
-    os.utime(index_path(path), (past, past))
-    assert len(TarShardDataset([path])) == 4
+    for sidecar in (index_path(path), table_path(path)):
+        os.utime(sidecar, (past, past))
+    assert TarShardDataset([path]).targets.tolist() == reference.targets.tolist()
 
 
 def test_bad_shards_and_settings(tmp_path, capsys):

@@ -150,6 +150,7 @@ class DaliEpochLoader:
         self.view: EncodedView = encoded_view(dataset)
         self.batch, self.seed, self.rank = int(batch), int(seed), int(info.rank)
         self.device = decode_device(device, pin_memory)
+        self.pin_memory = bool(pin_memory) and self.device == "cpu"  # CPU batches for a CUDA run: page-locked
         self.device_id = torch.cuda.current_device() if self.device == "mixed" else None
         self.threads = max(1, int(workers))
         self.sampler = DistributedSampler(self.view, num_replicas=info.world, rank=info.rank, shuffle=True,
@@ -279,7 +280,7 @@ class DaliEpochLoader:
             x = torch.empty(t.shape(), dtype=torch.uint8, device=torch.device("cuda", self.device_id))
             self._feed(t, x, cuda_stream=torch.cuda.current_stream(x.device))
         else:
-            x = torch.empty(t.shape(), dtype=torch.uint8)
+            x = torch.empty(t.shape(), dtype=torch.uint8, pin_memory=self.pin_memory)
             self._feed(t, x)
         rows = source.rows(k)
         bad = source.bad_rows.pop(k, [])

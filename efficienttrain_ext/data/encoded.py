@@ -82,7 +82,7 @@ def looks_complete(buf: bytes) -> bool:
     that starts with its signature and ends with the IEND chunk. False for anything else, including other
     formats: the caller then asks PIL."""
     if buf.startswith(_JPEG_SOI):
-        return buf.rstrip(b"\x00").endswith(_JPEG_EOI)
+        return buf[-1024:].rstrip(b"\x00").endswith(_JPEG_EOI)  # the tail only: no copy of the whole file
     if buf.startswith(_PNG_SIGNATURE):
         return buf.endswith(_PNG_IEND)
     return False

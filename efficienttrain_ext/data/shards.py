@@ -5,7 +5,8 @@ Layout (what :func:`write_shards` / ``etrain shards`` writes; the ``webdataset``
 bytes, not re-encoded; ``.png`` etc. keep their extension) and ``KEY.cls`` (the class index in ASCII); the
 ``classes.json`` next to the shards names the classes in index order (ImageFolder's sorted class folders);
 each ``NAME.tar`` has an index ``NAME.idx`` in DALI's ``wds2idx`` format (v1.2: per sample, ``ext offset size
-member`` for each component), written with the shard and rebuilt by a scan when missing or older than the tar.
+member`` for each component) and a sample table ``NAME.samples.npy`` (image offset, size, label), written with
+the shard and rebuilt (by a scan) when missing or older than the tar.
 
 :class:`TarShardDataset` reads the shards with random access (a map-style dataset over memory-mapped tars),
 not as a stream: the trainer needs ``len(dataset)`` and exactly ``steps_per_epoch`` batches on every rank, a
@@ -22,6 +23,7 @@ import mmap
 import os
 import random
 import tarfile
+import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -33,7 +35,7 @@ from tqdm import tqdm
 from ..errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "CLASSES_FILE", "expand_shards", "index_path", "scan_tar", "read_index",
-           "write_index", "TarShardDataset", "write_shards"]
+           "write_index", "table_path", "sample_table", "TarShardDataset", "write_shards"]
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "pgm", "tif", "tiff")
 CLASSES_FILE = "classes.json"
@@ -129,6 +131,51 @@ def _load_index(tar_path: str) -> list[list[Component]]:
     return samples
 
 
+def table_path(tar_path: str) -> str:
+    """``NAME.tar`` -> ``NAME.samples.npy``: the sample table (image offset, size, label) of a shard."""
+    return os.path.splitext(tar_path)[0] + ".samples.npy"
+
+
+_TABLE = np.dtype([("offset", "<i8"), ("size", "<i4"), ("target", "<i8")])
+
+
+def sample_table(tar_path: str) -> np.ndarray:
+    """Each sample's image member (offset, size) and label, from the index and the ``.cls`` members. Cached in
+    :func:`table_path` (when the folder is writable): a run over 13M samples then starts by loading arrays instead
+    of parsing indexes and reading millions of labels."""
+    cache = table_path(tar_path)
+    if os.path.isfile(cache) and os.path.getmtime(cache) >= os.path.getmtime(tar_path):
+        try:
+            table = np.load(cache, allow_pickle=False)
+            if table.dtype == _TABLE:
+                return table
+        except (OSError, ValueError):
+            pass  # rebuilt below
+    samples = _load_index(tar_path)
+    table = np.empty(len(samples), dtype=_TABLE)
+    with open(tar_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for n, comps in enumerate(samples):
+            by_ext = {ext.lower(): (off, size) for ext, off, size, _ in comps}
+            image = next((by_ext[e] for e in IMAGE_EXTENSIONS if e in by_ext), None)
+            key = _split_name(comps[0][3])[0]
+            if image is None or "cls" not in by_ext:
+                raise DataError(f"{tar_path}: sample {key!r} needs an image ({'/'.join(IMAGE_EXTENSIONS)}) and a "
+                                f".cls label, it has {sorted(by_ext)}")
+            off, size = by_ext["cls"]
+            try:
+                target = int(mm[off:off + size].decode("ascii").strip())
+            except ValueError:
+                raise DataError(f"{tar_path}: sample {key!r} has a .cls that is not an integer") from None
+            table[n] = (image[0], image[1], target)
+    try:
+        tmp = f"{cache}.tmp{os.getpid()}.npy"
+        np.save(tmp, table)
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return table
+
+
 def _classes_next_to(shard: str, num_labels: int) -> list[str]:
     path = os.path.join(os.path.dirname(os.path.abspath(shard)), CLASSES_FILE)
     if not os.path.isfile(path):
@@ -152,34 +199,17 @@ class TarShardDataset(Dataset):
             raise DataError("no tar shards given")
         self.shards = [os.path.abspath(s) for s in shards]
         self.transform = transform
-        shard_ids, offsets, sizes, targets = [], [], [], []
-        for sid, path in enumerate(self.shards):
-            samples = _load_index(path)
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                for comps in samples:
-                    by_ext = {ext.lower(): (off, size, name) for ext, off, size, name in comps}
-                    image = next((by_ext[e] for e in IMAGE_EXTENSIONS if e in by_ext), None)
-                    key = _split_name(comps[0][3])[0]
-                    if image is None or "cls" not in by_ext:
-                        raise DataError(f"{path}: sample {key!r} needs an image ({'/'.join(IMAGE_EXTENSIONS)}) and "
-                                        f"a .cls label, it has {sorted(by_ext)}")
-                    off, size, _ = by_ext["cls"]
-                    try:
-                        targets.append(int(mm[off:off + size].decode("ascii").strip()))
-                    except ValueError:
-                        raise DataError(f"{path}: sample {key!r} has a .cls that is not an integer") from None
-                    shard_ids.append(sid)
-                    offsets.append(image[0])
-                    sizes.append(image[1])
-        if not targets:
+        tables = [sample_table(p) for p in self.shards]
+        table = np.concatenate(tables)
+        if len(table) == 0:
             raise DataError(f"no samples in the shards {self.shards[0]} ...")
-        if min(targets) < 0:
+        if table["target"].min() < 0:
             raise DataError(f"negative class labels in the shards {self.shards[0]} ...")
-        self._shard = np.asarray(shard_ids, dtype=np.int32)
-        self._offset = np.asarray(offsets, dtype=np.int64)
-        self._size = np.asarray(sizes, dtype=np.int64)
-        self.targets = targets
-        self.classes = _classes_next_to(self.shards[0], max(targets) + 1)
+        self._shard = np.repeat(np.arange(len(tables), dtype=np.int32), [len(t) for t in tables])
+        self._offset = np.ascontiguousarray(table["offset"])
+        self._size = np.ascontiguousarray(table["size"])
+        self.targets = np.ascontiguousarray(table["target"])  # an array: 13M Python ints would cost ~0.5 GB
+        self.classes = _classes_next_to(self.shards[0], int(self.targets.max()) + 1)
         self._maps: dict[int, mmap.mmap] = {}
         self._pid = os.getpid()
 
@@ -215,8 +245,13 @@ class TarShardDataset(Dataset):
         try:
             img = Image.open(io.BytesIO(self.encoded(i))).convert("RGB")
         except Exception:  # any decoder failure, as SafeImageFolder
-            return None, self.targets[i], self.sample_name(i)
-        return (self.transform(img) if self.transform else img), self.targets[i], self.sample_name(i)
+            return None, int(self.targets[i]), self.sample_name(i)
+        return (self.transform(img) if self.transform else img), int(self.targets[i]), self.sample_name(i)
+
+
+def _index_written_shard(path: str) -> None:
+    write_index(index_path(path), scan_tar(path))
+    sample_table(path)
 
 
 def write_shards(root: str, out_dir: str, shard_size: int = 1000, *, seed: int | None = 0,
@@ -249,7 +284,8 @@ def write_shards(root: str, out_dir: str, shard_size: int = 1000, *, seed: int |
         if classes is not None and split_classes != classes:
             raise DataError(f"{folder}: classes {split_classes} differ from those of {list(dirs)[0]}/ {classes}")
         classes = split_classes
-        old = [f for f in os.listdir(out_dir) if f.startswith(f"{split}-") and f.endswith((".tar", ".idx"))]
+        old = [f for f in os.listdir(out_dir)
+               if f.startswith(f"{split}-") and f.endswith((".tar", ".idx", ".samples.npy"))]
         if old and not overwrite:
             raise DataError(f"{out_dir} already holds {split} shards ({old[0]}, ...); pass --overwrite to replace "
                             "them or choose another output folder")
@@ -258,8 +294,9 @@ def write_shards(root: str, out_dir: str, shard_size: int = 1000, *, seed: int |
         if seed is not None:
             random.Random(seed).shuffle(samples)
         pattern = os.path.join(out_dir, f"{split}-%06d.tar")
-        with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0,
-                             post=lambda p: write_index(index_path(p), scan_tar(p))) as sink:
+        # an integer mtime keeps the headers plain ustar (a float one adds a PAX header to every member)
+        with wds.ShardWriter(pattern, maxcount=shard_size, verbose=0, mtime=int(time.time()),
+                             post=_index_written_shard) as sink:
             for n, (path, target) in enumerate(tqdm(samples, desc=f"shards {split}", disable=not progress,
                                                     unit="img", mininterval=1.0)):
                 ext = os.path.splitext(path)[1].lower().lstrip(".") or "jpg"
