@@ -1,7 +1,9 @@
 """Datasets and host-side transforms (decode, RandomResizedCrop at the final size, flip -> uint8).
 
 Workers do only what does not depend on the curriculum, so the host cost is the same at every B; the rest runs
-on the training device (:class:`~efficienttrain_ext.engine.pipeline.BatchPipeline`).
+on the training device (:class:`~efficienttrain_ext.engine.pipeline.BatchPipeline`). ``shards`` holds the
+webdataset tar shards (``data.dataset: wds``), ``dali_pipeline`` the NVIDIA DALI loader (``data.loader: dali``)
+and ``encoded`` the undecoded view of a dataset that it reads.
 """
 
 from .build import DATASETS, IMAGENET_MEAN, IMAGENET_STD, Datasets, build_datasets, resolve_dataset
