@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +25,7 @@ from efficienttrain_ext.engine.stage_plan import steps_per_epoch
 
 from _etrain_helpers import FMNIST, REPO, make_photo_folder, metrics, run_etrain, tiny_args
 from conftest import requires_cuda
+from test_train_ddp import _torchrun
 
 pytestmark = pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed "
                                 "(pip install nvidia-dali-cuda130, or pip install -e .[data])")
@@ -262,6 +264,21 @@ def test_etrain_train_one_epoch_with_the_dali_loader(photos, tmp_path):
     (row,) = metrics(tmp_path / "dali")
     assert row["train_images"] == 16 and row["loaded_images"] == 16 and row["skipped_images"] == 0
     assert 0 <= row["top1"] <= 100 and "final: top1" in proc.stdout
+
+
+def test_ddp_training_with_the_dali_loader_and_a_corrupt_image(photos, tmp_path):
+    # 2 gloo ranks under torchrun: the trainer accepts the loader's batch count on each rank and the ranks skip
+    # a batch's unreadable image without waiting on each other
+    root = tmp_path / "data"
+    shutil.copytree(photos, root)
+    (root / "train" / "coffee" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    args = tiny_args(tmp_path, "ddp", "--dataset", "imagefolder", "--data-root", str(root), "--curriculum", "none",
+                     "--device", "cpu", "--set", "data.loader=dali", subset="null", val=6, batch=4, epochs=1)
+    _torchrun(args)
+    (row,) = metrics(tmp_path / "ddp")
+    # 25 images: 12 per rank (one dropped), 3 batches of 4 per rank; the broken one, if drawn, is not loaded
+    # (skipped_images counts rank 0's skips)
+    assert row["loaded_images"] in (23, 24) and row["skipped_images"] <= 24 - row["loaded_images"]
 
 
 @requires_cuda
