@@ -1,4 +1,4 @@
-"""``etrain`` command line: ``train``, ``schedule``, ``search`` and ``plot``.
+"""``etrain`` command line: ``train``, ``schedule``, ``search``, ``plot`` and ``shards``.
 
 Every user-facing error (an :class:`~efficienttrain_ext.errors.EtrainError`) is printed as one line and ends the
 command with exit status 2.
@@ -15,6 +15,7 @@ import yaml
 from .config import Config, apply_overrides, config_from_dict, load_config
 from .curriculum.flops import flops_by_size
 from .curriculum.tables import schedule_table
+from .data.shards import write_shards
 from .engine import checkpoint as ckpt_io
 from .engine.model_factory import create_model
 from .engine.plots import compare_table, plot_runs
@@ -57,8 +58,9 @@ def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool
     p.add_argument("--final-size", type=int, help="final input size (the size evaluated at)")
     if training:
         p.add_argument("--batch-size", type=int, help="batch size per process")
-        p.add_argument("--dataset", choices=["auto", "fashion_mnist", "imagefolder"],
-                       help="default auto: from --data-root (train/ class folders, or the Fashion-MNIST IDX files)")
+        p.add_argument("--dataset", choices=["auto", "fashion_mnist", "imagefolder", "wds"],
+                       help="default auto: from --data-root (train/ class folders, or the Fashion-MNIST IDX files); "
+                       "wds: tar shards (--set data.shards=PATTERN)")
         p.add_argument("--data-root", help="ImageFolder root with train/ and val/ (or data.val_split), or a "
                        "Fashion-MNIST IDX directory")
         p.add_argument("--workers", type=int, help="data loader worker processes")
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="plot accuracy vs wall time and the schedules of one or more runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("-o", "--out", help="output directory for the PNGs (default: the first run directory)")
+    p = sub.add_parser("shards", help="write an ImageFolder as webdataset tar shards (data.dataset: wds)")
+    p.add_argument("image_folder", help="ImageFolder root with train/ (and val/) class folders, or one split")
+    p.add_argument("out_dir", help="folder for <split>-NNNNNN.tar, their .idx indexes and classes.json")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace shards already in OUT_DIR")
     return parser
 
 
@@ -153,9 +161,21 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shards(args: argparse.Namespace) -> int:
+    patterns = write_shards(args.image_folder, args.out_dir, args.shard_size, seed=args.seed,
+                            overwrite=args.overwrite)
+    for split, pattern in patterns.items():
+        print(f"{split}: {pattern}")
+    if "train" in patterns:
+        val = f" --set data.val_shards='{patterns['val']}'" if "val" in patterns else " --set data.val_split=0.1"
+        print(f"train on them with: etrain train --dataset wds --set data.shards='{patterns['train']}'{val}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot}
+    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot,
+                "shards": _cmd_shards}
     try:
         return handlers[args.command](args)
     except EtrainError as e:

@@ -63,7 +63,10 @@ class DataConfig(_Section):
     hflip: Float = Field(0.5, ge=0.0, le=1.0)
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     workers: Int = Field(4, ge=0)
-    loader: Literal["torch"] = "torch"  # how batches are read and decoded (engine/loaders.py LOADERS)
+    loader: Literal["torch", "dali"] = "torch"  # how training batches are read and decoded (engine/loaders.py)
+    dali_device: Literal["auto", "cpu", "mixed"] = "auto"  # dali decoding: mixed = nvJPEG (auto: when on CUDA)
+    shards: str | None = None  # wds: training tar shards, e.g. /data/train-{000000..000009}.tar
+    val_shards: str | None = None  # wds: validation tar shards (or data.val_split)
     train_subset: Int | None = Field(None, ge=1)
     val_subset: Int | None = Field(None, ge=1)
     val_split: Float | None = Field(None, gt=0.0, lt=1.0)  # hold out this part of train/ (seeded, class-stratified)
@@ -76,6 +79,26 @@ class DataConfig(_Section):
             bound = "0 < lo <= hi <= 1" if info.field_name == "scale" else "0 < lo <= hi"
             raise ValueError(f"must be [lo, hi] with {bound}, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _source(self) -> "DataConfig":
+        if self.dataset == "wds" and not self.shards:
+            raise ValueError("data.dataset=wds needs data.shards, a pattern such as /data/train-{000000..000009}.tar "
+                             "(etrain shards IMAGEFOLDER OUT_DIR writes them)")
+        if self.shards and self.dataset not in ("wds", "auto"):
+            raise ValueError(f"data.shards applies to data.dataset=wds, not {self.dataset!r}")
+        if self.val_shards and not self.shards:
+            raise ValueError("data.val_shards needs data.shards (the training shards)")
+        if self.loader == "dali" and self.dataset == "fashion_mnist":
+            raise ValueError("data.loader=dali decodes image files: use an ImageFolder or tar shards (data.dataset="
+                             "imagefolder or wds), or data.loader=torch for Fashion-MNIST")
+        if self.loader != "dali" and self.dali_device != "auto":
+            raise ValueError(f"data.dali_device applies to data.loader=dali, not {self.loader!r}")
+        return self
+
+    def loader_options(self) -> dict[str, Any]:
+        """The keyword arguments of this loader's factory beyond the common ones (engine/loaders.py)."""
+        return {"device": self.dali_device} if self.loader == "dali" else {}
 
 
 class ProgressiveOptions(_Section):
@@ -231,12 +254,14 @@ class Config(_Section):
             raise ValueError(f"curriculum.efficienttrain_pp applies to efficienttrain++ only, not {c.name!r}")
         if self.train.amp == "fp16" and self.train.device == "cpu":
             raise ValueError("train.amp=fp16 needs a CUDA device (use bf16 on the CPU)")
+        if self.data.dali_device == "mixed" and self.train.device == "cpu":
+            raise ValueError("data.dali_device=mixed decodes on the GPU, but train.device is cpu (use cpu or auto)")
         return self
 
 
 # keys that do not change what is trained: they may differ between a run and its resume
 OPERATIONAL_KEYS = {
-    ("data", "root"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
+    ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
     ("train", "progress"), ("train", "tensorboard"), ("train", "threads"),
 }
 

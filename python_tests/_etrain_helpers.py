@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -65,3 +66,14 @@ def make_image_folder(root, classes=("circle", "square"), per_class=12, size=40,
                 img[mask] = (200, 80 + 100 * ci, 40)
                 Image.fromarray(img).save(os.path.join(d, f"{i}.png"))
     return root
+
+
+def make_photo_folder(root, per_class=6, val_per_class=2, sizes=((80, 60), (60, 80), (72, 72)), classes=None,
+                      seed=0):
+    """An ImageFolder of real JPEG photos (scripts/make_photo_folder.py), small by default for fast tests."""
+    spec = importlib.util.spec_from_file_location("make_photo_folder",
+                                                  os.path.join(REPO, "scripts", "make_photo_folder.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.build_photo_folder(str(root), per_class, val_per_class, sizes=sizes, seed=seed,
+                                  classes=classes or ("astronaut", "chelsea", "coffee"))

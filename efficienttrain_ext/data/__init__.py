@@ -1,16 +1,20 @@
 """Datasets and host-side transforms (decode, RandomResizedCrop at the final size, flip -> uint8).
 
 Workers do only what does not depend on the curriculum, so the host cost is the same at every B; the rest runs
-on the training device (:class:`~efficienttrain_ext.engine.pipeline.BatchPipeline`).
+on the training device (:class:`~efficienttrain_ext.engine.pipeline.BatchPipeline`). ``shards`` holds the
+webdataset tar shards (``data.dataset: wds``), ``dali_pipeline`` the NVIDIA DALI loader (``data.loader: dali``)
+and ``encoded`` the undecoded view of a dataset that it reads.
 """
 
 from .build import DATASETS, IMAGENET_MEAN, IMAGENET_STD, Datasets, build_datasets, resolve_dataset
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, FashionMNIST, read_idx
 from .image_folder import SafeImageFolder, collate_skip
+from .shards import TarShardDataset, expand_shards, write_shards
 from .splits import stratified_split
 from .transforms import eval_transform, train_transform
 from ..errors import DataError
 
 __all__ = ["DataError", "DATASETS", "Datasets", "build_datasets", "resolve_dataset", "FashionMNIST",
            "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES", "read_idx", "SafeImageFolder", "collate_skip",
+           "TarShardDataset", "expand_shards", "write_shards",
            "stratified_split", "train_transform", "eval_transform", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -1,7 +1,8 @@
 """The training and validation sets of a configuration: :func:`build_datasets`.
 
 ``dataset: auto`` (the default) picks the kind from ``root``: a folder with ``train/`` class folders is an
-ImageFolder, a folder with the IDX files is Fashion-MNIST, and no root means Fashion-MNIST at its Debian path.
+ImageFolder, a folder with the IDX files is Fashion-MNIST, and no root means Fashion-MNIST at its Debian path
+(or tar shards, ``wds``, when a shard pattern is given).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from ..errors import DataError
 from .fashion_mnist import (FASHION_MNIST_MEAN, FASHION_MNIST_ROOT, FASHION_MNIST_STD, FashionMNIST,
                             is_fashion_mnist_dir)
 from .image_folder import SafeImageFolder
+from .shards import TarShardDataset, expand_shards
 from .splits import stratified_split
 from .transforms import eval_transform, train_transform
 
 __all__ = ["Datasets", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "build_datasets", "resolve_dataset"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-DATASETS = ("auto", "fashion_mnist", "imagefolder")
+DATASETS = ("auto", "fashion_mnist", "imagefolder", "wds")
 
 
 @dataclass
@@ -40,12 +42,15 @@ def _subset(ds: Dataset, n: int | None) -> Dataset:
     return ds if n is None or n >= len(ds) else Subset(ds, range(int(n)))
 
 
-def resolve_dataset(dataset: str, root: str | None) -> str:
-    """The dataset kind that ``dataset: auto`` means for ``root`` (other kinds are returned as they are)."""
+def resolve_dataset(dataset: str, root: str | None, shards: str | None = None) -> str:
+    """The dataset kind that ``dataset: auto`` means for ``root`` and ``shards`` (other kinds are returned as
+    they are)."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose from {list(DATASETS)}")
     if dataset != "auto":
         return dataset
+    if shards:
+        return "wds"
     if root is None:
         return "fashion_mnist"
     if not os.path.isdir(root):
@@ -75,14 +80,37 @@ def _image_folder(root: str, tt, et, val_split: float | None, split_seed: int):
     return train, val, train.classes
 
 
+def _tar_shards(shards: str | None, val_shards: str | None, tt, et, val_split: float | None, split_seed: int):
+    if not shards:
+        raise DataError("dataset 'wds' needs data.shards, a shard pattern such as /data/train-{000000..000009}.tar "
+                        "(write one with 'etrain shards IMAGEFOLDER OUT_DIR')")
+    paths = expand_shards(shards)
+    if val_split is not None:  # validation samples come from the training shards
+        full = TarShardDataset(paths, tt)
+        tr, va = stratified_split(full.targets, val_split, split_seed)
+        return Subset(full, tr), Subset(TarShardDataset(paths, et), va), full.classes
+    if not val_shards:
+        raise DataError("dataset 'wds' needs data.val_shards (a shard pattern) or data.val_split (e.g. "
+                        "--set data.val_split=0.1) for the validation set")
+    train, val = TarShardDataset(paths, tt), TarShardDataset(expand_shards(val_shards), et)
+    if train.classes[:len(val.classes)] != val.classes:
+        raise DataError(f"validation shard classes {val.classes[:5]}... differ from the training shards' "
+                        f"{train.classes[:5]}...")
+    return train, val, train.classes
+
+
 def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                    hflip: float = 0.5, interpolation: str = "bicubic", crop_pct: float = 0.875,
                    train_subset: int | None = None, val_subset: int | None = None, val_split: float | None = None,
-                   split_seed: int = 0) -> Datasets:
+                   split_seed: int = 0, shards: str | None = None, val_shards: str | None = None) -> Datasets:
     """Training and validation sets with the host-side transforms (uint8 output)."""
     tt = train_transform(final_size, scale, ratio, hflip, interpolation)
     et = eval_transform(final_size, crop_pct, interpolation)
-    kind = resolve_dataset(dataset, root)
+    kind = resolve_dataset(dataset, root, shards)
+    if kind == "wds":
+        train, val, classes = _tar_shards(shards, val_shards, tt, et, val_split, split_seed)
+        return Datasets(_subset(train, train_subset), _subset(val, val_subset), len(classes), classes,
+                        IMAGENET_MEAN, IMAGENET_STD)
     if kind == "fashion_mnist":
         root = root or FASHION_MNIST_ROOT
         if not os.path.isdir(root):

@@ -35,6 +35,14 @@ class SafeImageFolder(ImageFolder):
             return None, target, path
         return (self.transform(img) if self.transform else img), target, path
 
+    def encoded(self, i: int) -> bytes:
+        """The file's bytes, undecoded (for loaders that decode themselves)."""
+        with open(self.samples[i][0], "rb") as f:
+            return f.read()
+
+    def sample_name(self, i: int) -> str:
+        return self.samples[i][0]
+
 
 def collate_skip(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Collate, dropping unreadable samples; returns (images, targets, paths of dropped images)."""

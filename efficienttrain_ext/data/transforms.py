@@ -6,23 +6,45 @@ the training device in :class:`~efficienttrain_ext.engine.pipeline.BatchPipeline
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from torchvision import transforms as T
 
-__all__ = ["train_transform", "eval_transform", "INTERPOLATIONS"]
+__all__ = ["TrainCrop", "TrainTransform", "train_transform", "eval_transform", "INTERPOLATIONS"]
 
 INTERPOLATIONS = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 
 
+@dataclass(frozen=True)
+class TrainCrop:
+    """The settings of the training crop: loaders that decode and crop themselves (DALI) read them from the
+    dataset's transform, so both loaders crop the same way."""
+
+    size: int
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+    hflip: float
+    interpolation: str  # a key of INTERPOLATIONS
+
+
+class TrainTransform(T.Compose):
+    """RandomResizedCrop + flip + PILToTensor, with its settings in ``crop``."""
+
+    def __init__(self, crop: TrainCrop):
+        ops: list[Any] = [T.RandomResizedCrop(crop.size, scale=crop.scale, ratio=crop.ratio,
+                                              interpolation=INTERPOLATIONS[crop.interpolation], antialias=True)]
+        if crop.hflip > 0:
+            ops.append(T.RandomHorizontalFlip(crop.hflip))
+        ops.append(T.PILToTensor())
+        super().__init__(ops)
+        self.crop = crop
+
+
 def train_transform(size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: float = 0.5,
-                    interpolation: str = "bicubic") -> Callable:
-    ops: list[Any] = [T.RandomResizedCrop(size, scale=tuple(scale), ratio=tuple(ratio),
-                                          interpolation=INTERPOLATIONS[interpolation], antialias=True)]
-    if hflip > 0:
-        ops.append(T.RandomHorizontalFlip(hflip))
-    ops.append(T.PILToTensor())
-    return T.Compose(ops)
+                    interpolation: str = "bicubic") -> TrainTransform:
+    return TrainTransform(TrainCrop(int(size), (float(scale[0]), float(scale[1])),
+                                    (float(ratio[0]), float(ratio[1])), float(hflip), interpolation))
 
 
 def eval_transform(size: int, crop_pct: float = 0.875, interpolation: str = "bicubic") -> Callable:

@@ -3,7 +3,8 @@
 An epoch loader yields ``(images uint8 [N, C, H, W], targets, paths of unreadable images)`` per batch (``drop_last``,
 so every rank takes the same number of steps) and is reshuffled with :meth:`EpochLoader.set_epoch`, seeded by the
 run's seed, the epoch and the rank: a resumed run sees the same order. Under DDP each rank reads a disjoint shard.
-``data.loader`` picks the implementation (:data:`LOADERS`).
+``data.loader`` picks the implementation (:data:`LOADERS`): ``torch`` (this module) or ``dali``
+(:mod:`efficienttrain_ext.data.dali_pipeline`, NVIDIA DALI decoding on the GPU or CPU; optional dependency).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data import collate_skip
+from ..data.dali_pipeline import DaliEpochLoader
 from .distributed import DistInfo
 
 __all__ = ["EpochLoader", "TorchEpochLoader", "LOADERS", "build_val_loader"]
@@ -52,8 +54,8 @@ class TorchEpochLoader:
         return len(self.loader)
 
 
-# data.loader -> factory(dataset, batch, info, workers=, seed=, pin_memory=)
-LOADERS: dict[str, Callable[..., EpochLoader]] = {"torch": TorchEpochLoader}
+# data.loader -> factory(dataset, batch, info, workers=, seed=, pin_memory=, **DataConfig.loader_options())
+LOADERS: dict[str, Callable[..., EpochLoader]] = {"torch": TorchEpochLoader, "dali": DaliEpochLoader}
 
 
 def build_val_loader(dataset: Dataset, batch: int, info: DistInfo, *, workers: int, pin_memory: bool) -> DataLoader:

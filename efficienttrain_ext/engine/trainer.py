@@ -148,7 +148,8 @@ class Trainer:
         d = self.cfg.data
         data = build_datasets(d.dataset, d.root, d.final_size, scale=d.scale, ratio=d.ratio, hflip=d.hflip,
                               interpolation=d.interpolation, crop_pct=d.crop_pct, train_subset=d.train_subset,
-                              val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed)
+                              val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed,
+                              shards=d.shards, val_shards=d.val_shards)
         self._loaders: dict[int, EpochLoader] = {}
         self.val_loader = build_val_loader(data.val, self.cfg.train.batch_size, self.info, workers=d.workers,
                                            pin_memory=self.device.type == "cuda")
@@ -182,7 +183,7 @@ class Trainer:
         if batch not in self._loaders:
             d = self.cfg.data
             loader = LOADERS[d.loader](self.data.train, batch, self.info, workers=d.workers, seed=self.cfg.train.seed,
-                                       pin_memory=self.device.type == "cuda")
+                                       pin_memory=self.device.type == "cuda", **d.loader_options())
             expected = steps_per_epoch(len(self.data.train), batch, self.info.world)
             if len(loader) != expected:  # the plan's learning-rate and magnitude positions assume these steps
                 raise TrainError(f"data.loader={d.loader} gives {len(loader)} batches of {batch} per epoch, the "
