@@ -31,7 +31,7 @@ LAYERS = {
     "cli": 7, "__main__": 8,
 }
 # optional dependencies may be imported inside the function that needs them
-OPTIONAL = {"torch.utils.tensorboard", "nvidia", "webdataset", "lightning", "pytorch_lightning", "mmdet", "mmengine",
+OPTIONAL = {"torch.utils.tensorboard", "nvidia", "webdataset", "braceexpand", "lightning", "pytorch_lightning", "mmdet", "mmengine",
             "mmcv", "scipy", "sklearn", "skimage"}
 
 
