@@ -8,8 +8,10 @@ dict, and train on a new classification task on the trainer's engine.
   every other weight of the model must come from the source and every source weight must have a place in the
   model; the keys that do not are listed and the run stops (``finetune.reinit`` names keys meant to start
   fresh). A ViT position embedding of another patch grid is resampled (timm's bicubic resampling).
-* ``optim.layer_decay`` (default 0.75 here) goes through timm's ``param_groups_layer_decay``: block i of L gets
-  ``lr * decay ** (L - i)``, the stem ``lr * decay ** (L + 1)``, the final norm and the head ``lr``.
+* ``optim.layer_decay`` (default 0.75 here) goes through timm's ``param_groups_layer_decay``: for a ViT of L
+  blocks, block i (from 0) gets ``lr * decay ** (L - i)``, the stem (patch embedding, tokens, position embedding)
+  ``lr * decay ** (L + 1)``, the head ``lr``; timm puts the final norm with the last block (``lr * decay``), where
+  BEiT/MAE give it the head's ``lr``.
 * ``finetune.linear_probe``: the backbone is frozen (its BatchNorm statistics too, it stays in eval mode) and only a
   new classifier trains, behind an affine-free BatchNorm as in MAE's linear probing (``finetune.probe_bn``).
 
