@@ -99,6 +99,7 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "scikit-image", "tensorboard"],
         "detection": ["mmengine==0.10.7", "mmdet==3.3.0"],
+        "demo": ["scikit-image", "scikit-learn"],  # scripts/make_photo_patches.py
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},
