@@ -64,6 +64,12 @@ def test_mae_encoder_loads_with_only_the_head_missing(mae_run, tmp_path, capsys)
     assert cfg.finetune.source == str(mae_run) and cfg.optim.layer_decay == 0.75 and cfg.curriculum.name == "none"
     assert cfg.model.drop_path == 0.1 and cfg.aug.randaugment  # the fine-tuning recipe, not MAE's pre-training one
 
+    # with a curriculum: the loaded position embedding follows B like any learned one
+    assert cli.main(ft_args(tmp_path, "ft_et", mae_run, "--curriculum", "efficienttrain", size=64, epochs=2,
+                            subset=32, val=16)) == 0
+    assert [r["size"] for r in metrics(tmp_path / "ft_et")] == [48, 64]
+    assert json.loads((tmp_path / "ft_et" / "init.json").read_text())["missing"] == []
+
     # the values: every encoder tensor arrives unchanged; the head is timm's fresh one
     model = create_model(cfg, 10)
     model.set_input_size(img_size=(64, 64))
