@@ -44,10 +44,17 @@ supervised_chain() {
   done
   local photos=$OUT/photo_patches
   [ -d "$photos/train" ] || "$PYTHON" scripts/make_photo_patches.py --out "$photos"
+  local transfer=(--dataset imagefolder --data-root "$photos" "${COMMON[@]}" "${CLS[@]}" --epochs "$TRANSFER_EPOCHS"
+                  --set "data.train_subset=$TRANSFER_TRAIN")
   for cur in efficienttrain none; do
-    etrain finetune --from "$OUT/sup-$cur" --dataset imagefolder --data-root "$photos" "${COMMON[@]}" "${CLS[@]}" \
-      --epochs "$TRANSFER_EPOCHS" --set "data.train_subset=$TRANSFER_TRAIN" --name "transfer-sup-$cur" &
+    etrain finetune --from "$OUT/sup-$cur" "${transfer[@]}" --name "transfer-sup-$cur" &
   done
+  wait
+  # a second seed of both, and the same ViT trained on photo-patches from random init
+  for cur in efficienttrain none; do
+    etrain finetune --from "$OUT/sup-$cur" "${transfer[@]}" --seed 1 --name "transfer-sup-$cur-seed1" &
+  done
+  etrain train "${MODEL[@]}" --curriculum none "${transfer[@]}" --name photo-scratch &
   wait
 }
 mkdir -p "$OUT"

@@ -45,13 +45,16 @@ def main(out: str) -> None:
     print(f"| none (from scratch) | - | - | - | - | - | - | {_top1(scratch)} |")
     print()
     print("| supervised source | B | source top-1 | source train CPU s | predicted / measured (CPU) cost "
-          "| photo-patches top-1 (model / EMA) |")
+          "| photo-patches top-1 (model / EMA; seed 0; seed 1) |")
     print("|---|---|---|---|---|---|")
     sup = {c: _run(out, f"sup-{c}") for c in ("efficienttrain", "none")}
     for c, r in sup.items():
-        tr = _run(out, f"transfer-sup-{c}")
-        print(f"| `{c}` | {r['sizes']} | {_top1(r)} | {r['cpu']:.0f} | {r['predicted']:.3f} / "
-              f"{r['cpu'] / sup['none']['cpu']:.3f} | {_top1(tr)} |")
+        seeds = [_top1(_run(out, name)) for name in (f"transfer-sup-{c}", f"transfer-sup-{c}-seed1")
+                 if os.path.isdir(os.path.join(out, name))]
+        print(f"| `{c}` | {r['sizes']} | {_top1(r)} | {r['cpu']:.1f} | {r['predicted']:.3f} / "
+              f"{r['cpu'] / sup['none']['cpu']:.3f} | {'; '.join(seeds)} |")
+    if os.path.isdir(os.path.join(out, "photo-scratch")):
+        print(f"| random init | - | - | - | - | {_top1(_run(out, 'photo-scratch'))} |")
 
 
 if __name__ == "__main__":
