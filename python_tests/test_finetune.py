@@ -111,6 +111,11 @@ def test_layer_decay_gives_each_block_its_power_of_the_decay(tmp_path):
         assert seen == set(names.values())  # every parameter has its group
         blocks = {layer(names[id(g["params"][0])]): g["lr"] for g in trainer.optimizer.param_groups}
         assert sorted(blocks) == list(range(depth + 2))
+    # the logged rate is the unscaled one (the head's), not the first group's (the stem's)
+    row = trainer.train_one_epoch(0)
+    head_group = next(g for g in trainer.optimizer.param_groups if any(names[id(p)] == "head.weight"
+                                                                        for p in g["params"]))
+    assert row["lr"] == head_group["lr"] == max(g["lr"] for g in trainer.optimizer.param_groups)
     # weight decay is grouped independently of the layer: none for biases, norms, tokens and position embeddings
     wd = {names[id(p)]: g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
     assert wd["blocks.0.attn.qkv.weight"] == cfg.optim.weight_decay and wd["blocks.0.attn.qkv.bias"] == 0.0

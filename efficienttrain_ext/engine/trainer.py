@@ -349,7 +349,7 @@ class Trainer:
             x, y = self.pipeline.train(x, y, st.size, m)
             loss_value = self._step(x, y, plan.global_step(epoch, i))
             self._set_lr(epoch, i + 1)
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
             loss_sum += loss_value * x.shape[0]
             images += x.shape[0]
             el = time.perf_counter() - t_start
