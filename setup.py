@@ -101,6 +101,7 @@ setup(
         "detection": ["mmengine==0.10.7", "mmdet==3.3.0"],
         # data.loader: dali (NVIDIA DALI, CUDA 13 build; its CPU backend runs without a GPU), data.dataset: wds
         "data": ['nvidia-dali-cuda130; platform_system == "Linux"', "webdataset"],
+        "demo": ["scikit-image", "scikit-learn"],  # scripts/make_photo_patches.py
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},

@@ -1,4 +1,4 @@
-"""``etrain`` command line: ``train``, ``schedule``, ``search``, ``plot`` and ``shards``.
+"""``etrain`` command line: ``train``, ``mae``, ``finetune``, ``schedule``, ``search``, ``plot`` and ``shards``.
 
 Every user-facing error (an :class:`~efficienttrain_ext.errors.EtrainError`) is printed as one line and ends the
 command with exit status 2.
@@ -12,11 +12,13 @@ from typing import Sequence
 
 import yaml
 
-from .config import Config, apply_overrides, config_from_dict, load_config
+from .config import Config, apply_overrides, config_from_dict, load_config, merge_config_dicts
 from .curriculum.flops import flops_by_size
 from .curriculum.tables import schedule_table
 from .data.shards import write_shards
 from .engine import checkpoint as ckpt_io
+from .engine.finetune import FINETUNE_DEFAULTS, LINEAR_PROBE_DEFAULTS, run_finetune, source_model_defaults
+from .engine.mae import MAE_DEFAULTS, run_mae
 from .engine.model_factory import create_model
 from .engine.plots import compare_table, plot_runs
 from .engine.search_runner import run_search
@@ -84,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a timm model with a curriculum")
     _add_config_args(p, training=True)
+    p = sub.add_parser("mae", help="masked-autoencoder pre-training of a timm ViT/DeiT with a curriculum (the "
+                       "flags of train; MAE's recipe as defaults); writes encoder.pth and reconstruction.png")
+    _add_config_args(p, training=True)
+    p.add_argument("--mask-ratio", type=float, help="share of each image's patches masked, in (0, 1) (default 0.75)")
+    p = sub.add_parser("finetune", help="fine-tune (or linear-probe) from an etrain train/mae run or checkpoint, or "
+                       "a timm state dict, with a new classifier (the flags of train)")
+    _add_config_args(p, training=True)
+    p.add_argument("--from", dest="source", help="run directory, etrain checkpoint, or timm state-dict file; "
+                   "an etrain run's model architecture is the default --model")
+    p.add_argument("--weights", choices=["auto", "model", "ema"], help="which weights of an etrain checkpoint "
+                   "(default auto: EMA when it has them)")
+    p.add_argument("--linear-probe", action="store_true", default=None,
+                   help="freeze the backbone, train a new classifier (MAE's linear-probe recipe as defaults)")
+    p.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay (default 0.75; 1: none)")
     p = sub.add_parser("schedule", help="print a curriculum's stage table and predicted compute (FLOP counted)")
     _add_config_args(p, training=False)
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the model counted")
@@ -115,12 +131,14 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _config(args: argparse.Namespace, base: dict | None = None, flags: dict[str, str] | None = None) -> Config:
+    """The configuration of a command: defaults < ``base`` (the command's own defaults) < --config < flags < --set
+    (a resumed run without --config: its own configuration < flags < --set)."""
     if getattr(args, "resume", None) and not args.config:
         cfg = config_from_dict(ckpt_io.load(args.resume)["config"])  # continue with the run's own configuration
     else:
-        cfg = load_config(args.config)
-    flags = [f"{key}={_yaml_value(getattr(args, flag))}" for flag, key in _FLAGS.items()
+        cfg = load_config(args.config, base=base)
+    flags = [f"{key}={_yaml_value(getattr(args, flag))}" for flag, key in {**_FLAGS, **(flags or {})}.items()
              if getattr(args, flag, None) is not None]
     return apply_overrides(cfg, flags + list(args.overrides))
 
@@ -131,6 +149,25 @@ def _yaml_value(v) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     run(_config(args), resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_mae(args: argparse.Namespace) -> int:
+    cfg = _config(args, MAE_DEFAULTS, {"mask_ratio": "mae.mask_ratio"})
+    print("etrain mae: RandomResizedCrop + flip only (no RandAugment: the curriculum's magnitude ramp does not "
+          "apply; no mixup/cutmix, erasing or label smoothing)" if not cfg.aug.randaugment else
+          f"etrain mae: note aug.randaugment={cfg.aug.randaugment} is on (MAE itself uses none)", flush=True)
+    run_mae(cfg, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(args.source))
+    if args.linear_probe:
+        base = merge_config_dicts(base, LINEAR_PROBE_DEFAULTS)
+    cfg = _config(args, base, {"source": "finetune.source", "weights": "finetune.weights",
+                               "linear_probe": "finetune.linear_probe", "layer_decay": "optim.layer_decay"})
+    run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -174,8 +211,8 @@ def _cmd_shards(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot,
-                "shards": _cmd_shards}
+    handlers = {"train": _cmd_train, "mae": _cmd_mae, "finetune": _cmd_finetune, "schedule": _cmd_schedule,
+                "search": _cmd_search, "plot": _cmd_plot, "shards": _cmd_shards}
     try:
         return handlers[args.command](args)
     except EtrainError as e:

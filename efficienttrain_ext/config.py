@@ -24,8 +24,9 @@ from .data.build import DATASETS
 from .errors import ConfigError
 
 __all__ = ["Config", "ConfigError", "ModelConfig", "DataConfig", "CurriculumConfig", "ProgressiveOptions",
-           "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "load_config", "apply_overrides",
-           "config_to_dict", "config_from_dict", "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS"]
+           "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "MaeConfig", "FinetuneConfig",
+           "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "merge_config_dicts",
+           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS"]
 
 
 
@@ -189,6 +190,14 @@ class OptimConfig(_Section):
     warmup_lr: Float = Field(1e-6, ge=0.0)
     min_lr: Float = Field(1e-6, ge=0.0)
     layer_decay: Float | None = Field(None, gt=0.0, le=1.0)  # layer-wise LR decay (fine-tuning)
+    betas: list[Float] | None = None  # Adam-family (beta1, beta2); None: the optimizer's default
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (len(v) != 2 or not all(0.0 <= b < 1.0 for b in v)):
+            raise ValueError(f"must be [beta1, beta2] with 0 <= beta < 1, got {v}")
+        return v
 
 
 class AugConfig(_Section):
@@ -237,6 +246,36 @@ class TrainConfig(_Section):
         return v
 
 
+class MaeConfig(_Section):
+    """``etrain mae``: masked-autoencoder pre-training (efficienttrain_ext.models.mae; other commands ignore it)."""
+
+    mask_ratio: Float = Field(0.75, gt=0.0, lt=1.0)  # share of each image's patches hidden from the encoder
+    decoder_depth: Int | None = Field(None, ge=1)  # None: 8 blocks for ViT-B and wider, scaled down below
+    decoder_dim: Int | None = Field(None, ge=4)  # None: 512 for ViT-B and wider, scaled down below
+    decoder_heads: Int | None = Field(None, ge=1)  # None: decoder_dim / 32
+    decoder_mlp_ratio: Float = Field(4.0, gt=0.0)
+    norm_pix_loss: bool = True  # targets: each patch normalised by its own mean and variance
+    pos_embed: Literal["sincos", "learned"] = "sincos"  # MAE's fixed 2-D sin-cos tables, or learned ones
+    vis_images: Int = Field(6, ge=0)  # validation images in reconstruction.png (0: no figure)
+
+    @model_validator(mode="after")
+    def _heads(self) -> "MaeConfig":
+        if self.decoder_dim is not None and self.decoder_heads is not None and self.decoder_dim % self.decoder_heads:
+            raise ValueError(f"mae.decoder_dim {self.decoder_dim} is not divisible by mae.decoder_heads "
+                             f"{self.decoder_heads}")
+        return self
+
+
+class FinetuneConfig(_Section):
+    """``etrain finetune``: where the initial weights come from and what is trained (other commands ignore it)."""
+
+    source: str | None = None  # run directory or checkpoint of etrain train/mae, or a timm state dict file
+    weights: Literal["auto", "model", "ema"] = "auto"  # auto: the EMA weights when the checkpoint has them
+    linear_probe: bool = False  # train only a new classifier on the frozen backbone
+    probe_bn: bool = True  # linear probe: an affine-free BatchNorm before the classifier (MAE's linear probing)
+    reinit: list[str] = Field(default_factory=list)  # glob patterns of further keys that start fresh (not loaded)
+
+
 class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -244,6 +283,8 @@ class Config(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     aug: AugConfig = Field(default_factory=AugConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    mae: MaeConfig = Field(default_factory=MaeConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
@@ -326,6 +367,11 @@ def _merge(model: type[BaseModel], base: dict[str, Any], new: Mapping[str, Any])
     return out
 
 
+def merge_config_dicts(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Two nested configuration mappings merged section by section (``new`` wins); not validated."""
+    return _merge(Config, copy.deepcopy(dict(base)), new)
+
+
 def config_from_dict(d: Mapping[str, Any], base: Config | None = None) -> Config:
     """Merge a nested mapping into ``base`` (defaults if None) and validate the result."""
     if not isinstance(d, Mapping):
@@ -352,9 +398,11 @@ def _read_yaml(path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     return _merge(Config, _read_yaml(os.path.join(os.path.dirname(path), inc), seen + (path,)), d)
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file ``path``, then ``section.key=value`` overrides; validated once at the end."""
-    d = _read_yaml(path) if path else {}
+def load_config(path: str | None = None, overrides: list[str] | None = None,
+                base: Mapping[str, Any] | None = None) -> Config:
+    """Defaults, then ``base`` (a command's own defaults, e.g. ``etrain mae``'s), then the YAML file ``path``, then
+    ``section.key=value`` overrides; validated once at the end."""
+    d = _merge(Config, copy.deepcopy(dict(base or {})), _read_yaml(path) if path else {})
     return _validated(_merge(Config, {}, _override_dict(d, overrides or [])))
 
 

@@ -9,7 +9,10 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 from PIL import Image
+
+from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FMNIST = "/usr/share/datasets/fashion-mnist"
@@ -48,6 +51,26 @@ def run_etrain(args, env=None, check=True, timeout=300):
 def metrics(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
+
+
+TIMING_KEYS = {"train_time", "train_cpu_time", "img_s", "wall_time", "train_time_total"}
+
+
+def assert_same_run(run_a, run_b, epochs):
+    """Two run directories hold the same training: metrics apart from timings, and the final model, EMA and
+    optimizer state bit for bit."""
+    full, resumed = metrics(run_a), metrics(run_b)
+    assert len(full) == len(resumed) == epochs
+    for a, b in zip(full, resumed):
+        assert {k: v for k, v in a.items() if k not in TIMING_KEYS} == \
+               {k: v for k, v in b.items() if k not in TIMING_KEYS}
+    ca, cb = load_checkpoint(run_a), load_checkpoint(run_b)
+    for part in ("model", "ema"):
+        for k, v in (ca[part] or {}).items():
+            assert torch.equal(v, cb[part][k]), (part, k)
+    for pid, st in ca["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(cb["optimizer"]["state"][pid][k])), (pid, k)
 
 
 def make_image_folder(root, classes=("circle", "square"), per_class=12, size=40, seed=0):

@@ -22,7 +22,7 @@ import torch
 from ..errors import CheckpointError
 from .atomic import write_atomic
 
-__all__ = ["CheckpointError", "save_atomic", "load", "rng_state", "set_rng_state", "fingerprint", "digest", "FORMAT"]
+__all__ = ["CheckpointError", "save_atomic", "load", "is_checkpoint", "verified", "rng_state", "set_rng_state", "fingerprint", "digest", "FORMAT"]
 
 FORMAT = "etrain-checkpoint-v1"
 
@@ -72,7 +72,17 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, unpickling refused, ...
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {e}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    return verified(ckpt, path)
+
+
+def is_checkpoint(obj: Any) -> bool:
+    """Whether a loaded object is an etrain checkpoint (not yet verified)."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def verified(ckpt: Any, path: str = "checkpoint") -> dict[str, Any]:
+    """A loaded etrain checkpoint checked against its digest (the digest entry removed)."""
+    if not is_checkpoint(ckpt):
         raise CheckpointError(f"{path} is not an etrain checkpoint ({FORMAT})")
     stored = ckpt.pop("digest", None)
     if stored is None or digest(ckpt) != stored:

@@ -33,6 +33,19 @@ def _label(run_dir: str) -> str:
     return f"{os.path.basename(os.path.normpath(run_dir))} ({name})"
 
 
+def _metric(run_dir: str) -> str:
+    """The run's headline metric (its task's ``primary``, recorded in schedule.json; top1 for older runs)."""
+    try:
+        with open(os.path.join(run_dir, "schedule.json")) as f:
+            return str(json.load(f).get("primary_metric", "top1"))
+    except (OSError, ValueError):
+        return "top1"
+
+
+def _metric_label(metric: str) -> str:
+    return "top-1 accuracy at final size (%)" if metric == "top1" else f"{metric} at final size"
+
+
 def _schedule(run_dir: str) -> Schedule | None:
     try:
         with open(os.path.join(run_dir, "schedule.json")) as f:
@@ -47,17 +60,22 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
     out_dir = out_dir or runs[0]
     os.makedirs(out_dir, exist_ok=True)
 
-    fig, ax = new_figure()
+    metrics = list(dict.fromkeys(_metric(run) for run in runs))
+    fig, axes = new_figure((6.4, 4.4 * len(metrics)), nrows=len(metrics))
+    axes = list(axes) if len(metrics) > 1 else [axes]
     for run, rows in data:
+        metric = _metric(run)
+        ax = axes[metrics.index(metric)]
         t = [r["train_time_total"] / 60 for r in rows]
-        line, = ax.plot(t, [r["top1"] for r in rows], marker="o", ms=3, label=_label(run))
-        if any("ema_top1" in r for r in rows):
-            ax.plot(t, [r.get("ema_top1") for r in rows], ls=":", color=line.get_color(), label="  EMA")
-    ax.set_xlabel("training wall time (min, evaluation excluded)")
-    ax.set_ylabel("top-1 accuracy at final size (%)")
-    ax.set_title("accuracy vs training time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        line, = ax.plot(t, [r.get(metric) for r in rows], marker="o", ms=3, label=_label(run))
+        if any(f"ema_{metric}" in r for r in rows):
+            ax.plot(t, [r.get(f"ema_{metric}") for r in rows], ls=":", color=line.get_color(), label="  EMA")
+    for metric, ax in zip(metrics, axes):
+        ax.set_xlabel("training wall time (min, evaluation excluded)")
+        ax.set_ylabel(_metric_label(metric))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("accuracy vs training time" if metrics == ["top1"] else "validation metric vs training time")
     fig.tight_layout()
     acc_path = os.path.join(out_dir, "accuracy_vs_time.png")
     fig.savefig(acc_path)
@@ -87,7 +105,7 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
 
 def compare_table(runs: Sequence[str]) -> str:
     """Final accuracy, training and wall time of each run, and each run's training time relative to the first."""
-    lines = [f"{'run':<40} {'top1':>7} {'ema':>7} {'train s':>9} {'wall s':>9} {'train/first':>11} "
+    lines = [f"{'run':<40} {'metric':>16} {'ema':>7} {'train s':>9} {'wall s':>9} {'train/first':>11} "
              f"{'cpu/first':>9}"]
     cpu_ref = None
     ref = None
@@ -99,8 +117,11 @@ def compare_table(runs: Sequence[str]) -> str:
         ref = ref or last["train_time_total"]
         cpu = sum(r.get("train_cpu_time", float("nan")) for r in rows)
         cpu_ref = cpu_ref or cpu
-        ema = last.get("ema_top1")
-        lines.append(f"{_label(run)[:40]:<40} {last['top1']:>7.2f} {'-' if ema is None else f'{ema:.2f}':>7} "
+        metric = _metric(run)
+        spec = ".2f" if metric.startswith("top") else ".4f"
+        ema = last.get(f"ema_{metric}")
+        shown = f"{metric} {format(last[metric], spec)}"
+        lines.append(f"{_label(run)[:40]:<40} {shown:>16} {'-' if ema is None else format(ema, spec):>7} "
                      f"{last['train_time_total']:>9.1f} {last['wall_time']:>9.1f} {last['train_time_total'] / ref:>11.3f} "
                      f"{cpu / cpu_ref:>9.3f}")
     return "\n".join(lines)

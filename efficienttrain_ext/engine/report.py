@@ -12,7 +12,8 @@ def _fmt(v: Any, spec: str = ".2f") -> str:
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[str, Any]],
-                  predicted_total: float | None, final_size: int) -> str:
+                  predicted_total: float | None, final_size: int, metric: str = "top1",
+                  higher_is_better: bool = True) -> str:
     """Per-stage measured throughput and cost next to the FLOP prediction, then the run's totals.
 
     Measured relative cost of a stage = its time per image / the time per image at the final size (from the
@@ -44,10 +45,14 @@ def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[st
             f"{secs:>9.1f} {_fmt(st.get('relative_flops'), '.3f'):>9} {_fmt(meas, '.3f'):>9}"
         )
     last = rows[-1]
+    unit, spec = ("%", ".2f") if metric.startswith("top") else ("", ".4f")
+    values = [r[metric] for r in rows if r.get(metric) is not None]
+    best = (max if higher_is_better else min)(values) if values else None
     lines.append(
-        f"final: top1 {_fmt(last.get('top1'))}%"
-        + (f", EMA top1 {_fmt(last.get('ema_top1'))}%" if last.get("ema_top1") is not None else "")
-        + f", best top1 {_fmt(max(r.get('top1') or 0 for r in rows))}%"
+        f"final: {metric} {_fmt(last.get(metric), spec)}{unit}"
+        + (f", EMA {metric} {_fmt(last.get('ema_' + metric), spec)}{unit}"
+           if last.get("ema_" + metric) is not None else "")
+        + f", best {metric} {_fmt(best, spec)}{unit}"
         + f", train time {meas_total_time:.1f} s, wall time {last['wall_time']:.1f} s"
     )
     if ref_spi:

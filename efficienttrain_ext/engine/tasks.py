@@ -18,6 +18,7 @@ __all__ = ["Task", "ClassificationTask"]
 
 class Task(Protocol):
     primary: str  # the headline metric (reported at the stage size too, as f"{primary}_at_B")
+    higher_is_better: bool  # for the primary metric (the summary's "best")
     eval_width: int  # length of the eval_sums vector
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
@@ -33,6 +34,7 @@ class ClassificationTask:
     """Cross-entropy on (soft, with Mixup/CutMix) targets; top-1 / top-5 accuracy and loss on the validation set."""
 
     primary = "top1"
+    higher_is_better = True
     eval_width = 4  # loss, top-1 hits, top-5 hits, images
 
     def __init__(self, soft_targets: bool, smoothing: float):

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -53,7 +53,7 @@ from .tasks import ClassificationTask, Task
 __all__ = ["Trainer", "TrainError", "make_schedule", "run"]
 
 # what a run directory holds and --overwrite removes
-RUN_FILES = (".pt", ".jsonl", ".csv", ".json", ".png", ".txt")
+RUN_FILES = (".pt", ".pth", ".jsonl", ".csv", ".json", ".png", ".txt")
 
 
 def make_schedule(cfg: Config, model: nn.Module) -> Schedule:
@@ -77,16 +77,21 @@ class Trainer:
     """One training run. ``Trainer(cfg, run_dir=..., resume=...).fit()`` returns the final metrics row.
 
     ``model``: your own module instead of ``cfg.model`` (it must take ``[N, 3, B, B]`` images and return logits
-    for the dataset's classes). ``task``: what is optimised and evaluated (default: classification)."""
+    for the dataset's classes); or ``model_factory``: a function of the dataset's number of classes that returns
+    it (called once the data is known, after seeding). ``task``: what is optimised and evaluated (default:
+    classification)."""
 
     def __init__(self, cfg: Config, run_dir: str | None = None, resume: str | None = None, overwrite: bool = False,
-                 model: nn.Module | None = None, task: Task | None = None):
+                 model: nn.Module | None = None, task: Task | None = None,
+                 model_factory: Callable[[int], nn.Module] | None = None):
         self.cfg = cfg
         self._setup_process()
         resume_ckpt = self._load_resume(resume) if resume else None
         self.run_dir = self._prepare_run_dir(run_dir, resume, overwrite)
         self.data = self._build_data()
-        self.model = model if model is not None else create_model(cfg, self.data.num_classes)
+        if model is None:
+            model = model_factory(self.data.num_classes) if model_factory else create_model(cfg, self.data.num_classes)
+        self.model = model
         self._build_plan()
         self.model.to(self.device)
         switch_input_size(self.model, resume_ckpt["input_size"] if resume_ckpt else self.schedule.stages[0].size)
@@ -167,8 +172,9 @@ class Trainer:
         o, cfg = self.cfg.optim, self.cfg
         global_batch = cfg.train.batch_size * self.info.world
         self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
+        extra = {"betas": tuple(o.betas)} if o.betas is not None else {}
         self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
-                                             momentum=o.momentum, layer_decay=o.layer_decay)
+                                             momentum=o.momentum, layer_decay=o.layer_decay, **extra)
         warmup = o.warmup_epochs if o.warmup_epochs is not None else self.schedule.epochs * 20 / 300
         self.lr_scheduler, _ = create_scheduler_v2(
             self.optimizer, o.sched, num_epochs=self.schedule.epochs, warmup_epochs=warmup, warmup_lr=o.warmup_lr,
@@ -204,6 +210,7 @@ class Trainer:
                       baseline_epochs=self.schedule.baseline, batch=planned["batch"],
                       steps_per_epoch=planned["steps_per_epoch"])
         rec["predicted_cost"] = self.predicted_cost
+        rec["primary_metric"] = self.task.primary  # what etrain plot draws
         rec["steps_per_epoch"] = self.plan.ref_steps  # at train.batch_size (the learning-rate schedule's epoch)
         rec["total_steps"] = self.plan.total_steps
         return rec
@@ -254,7 +261,11 @@ class Trainer:
             ckpt_io.save_atomic(state, os.path.join(self.run_dir, name))
 
     def _restore(self, ck: dict[str, Any]) -> None:
-        self.model.load_state_dict(ck["model"])
+        try:
+            self.model.load_state_dict(ck["model"])
+        except RuntimeError as e:  # e.g. an `etrain mae` checkpoint resumed with `etrain train`, or the reverse
+            raise TrainError(f"the checkpoint's model does not fit this run's model (resume a run with the command "
+                             f"that started it): {str(e).splitlines()[0]}") from e
         self.optimizer.load_state_dict(ck["optimizer"])
         self.lr_scheduler.load_state_dict(ck["lr_scheduler"])
         if self.ema is not None:
@@ -339,7 +350,7 @@ class Trainer:
             x, y = self.pipeline.train(x, y, st.size, m)
             loss_value = self._step(x, y, plan.global_step(epoch, i))
             self._set_lr(epoch, i + 1)
-            lr = self.optimizer.param_groups[0]["lr"]
+            lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
             loss_sum += loss_value * x.shape[0]
             images += x.shape[0]
             el = time.perf_counter() - t_start
@@ -411,7 +422,7 @@ class Trainer:
             row["skipped_images"] = len(self.skipped)
             if self.log is not None:
                 self.log.append(row)
-                print(_epoch_line(row), flush=True)
+                print(_epoch_line(row, self.task.primary), flush=True)
             self._save("last.pt", epoch + 1, plan.stage_index(epoch))
             last = row
         if self.info.main:
@@ -420,7 +431,8 @@ class Trainer:
 
     def _finish(self) -> None:
         stages = self._schedule_record()["stages"]
-        table = summary_table(self.log.rows, stages, self.predicted_cost, self.cfg.data.final_size)
+        table = summary_table(self.log.rows, stages, self.predicted_cost, self.cfg.data.final_size,
+                              metric=self.task.primary, higher_is_better=getattr(self.task, "higher_is_better", True))
         print(table, flush=True)
         write_text_atomic(os.path.join(self.run_dir, "summary.txt"), table + "\n")
         last = self.log.rows[-1] if self.log.rows else {}
@@ -430,12 +442,15 @@ class Trainer:
         self.log.close()
 
 
-def _epoch_line(r: dict[str, Any]) -> str:
-    parts = [f"epoch {r['epoch']}", f"B {r['size']}", f"loss {r['train_loss']:.4f}", f"top1 {r['top1']:.2f}%"]
-    if "ema_top1" in r:
-        parts.append(f"ema {r['ema_top1']:.2f}%")
-    if "top1_at_B" in r:
-        parts.append(f"top1@B {r['top1_at_B']:.2f}%")
+def _epoch_line(r: dict[str, Any], primary: str = "top1") -> str:
+    def fmt(v: float) -> str:
+        return f"{v:.2f}%" if primary.startswith("top") else f"{v:.4f}"
+
+    parts = [f"epoch {r['epoch']}", f"B {r['size']}", f"loss {r['train_loss']:.4f}", f"{primary} {fmt(r[primary])}"]
+    if f"ema_{primary}" in r:
+        parts.append(f"ema {fmt(r[f'ema_{primary}'])}")
+    if f"{primary}_at_B" in r:
+        parts.append(f"{primary}@B {fmt(r[f'{primary}_at_B'])}")
     parts += [f"{r['img_s']:.0f} img/s", f"train {r['train_time']:.1f}s", f"wall {r['wall_time']:.1f}s"]
     return " | ".join(parts)
 

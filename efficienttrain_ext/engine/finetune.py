@@ -1,0 +1,313 @@
+"""``etrain finetune``: initialise from an ``etrain train`` / ``etrain mae`` run or checkpoint, or a timm state
+dict, and train on a new classification task on the trainer's engine.
+
+* The source (:func:`load_source`): a run directory (its ``last.pt``), an etrain checkpoint (model or EMA weights,
+  ``finetune.weights``), or any state-dict file timm reads (``.pth``/``.safetensors``, ``state_dict``/``model``
+  wrappers). An ``etrain mae`` checkpoint contributes its encoder; the decoder is dropped.
+* Loading (:func:`load_backbone`) is strict apart from the classifier, which is re-initialised for the new classes:
+  every other weight of the model must come from the source and every source weight must have a place in the
+  model; the keys that do not are listed and the run stops (``finetune.reinit`` names keys meant to start
+  fresh). A ViT position embedding of another patch grid is resampled (timm's bicubic resampling).
+* ``optim.layer_decay`` (default 0.75 here) goes through timm's ``param_groups_layer_decay``: for a ViT of L
+  blocks, block i (from 0) gets ``lr * decay ** (L - i)``, the stem (patch embedding, tokens, position embedding)
+  ``lr * decay ** (L + 1)``, the head ``lr``; timm puts the final norm with the last block (``lr * decay``), where
+  BEiT/MAE give it the head's ``lr``.
+* ``finetune.linear_probe``: the backbone is frozen (its BatchNorm statistics too, it stays in eval mode) and only a
+  new classifier trains, behind an affine-free BatchNorm as in MAE's linear probing (``finetune.probe_bn``).
+
+By default fine-tuning runs at the final size (``curriculum: none``); any curriculum can be given.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.distributed as dist
+from timm.layers import resample_abs_pos_embed
+from timm.models import load_state_dict as timm_load_state_dict
+from torch import nn
+
+from ..config import Config
+from ..curriculum.sizes import can_resize, current_input_size
+from ..errors import CheckpointError, TrainError
+from . import checkpoint as ckpt_io
+from .atomic import write_text_atomic
+from .model_factory import create_model
+from .trainer import Trainer
+
+__all__ = ["FINETUNE_DEFAULTS", "LINEAR_PROBE_DEFAULTS", "Source", "LoadReport", "LinearProbe", "load_source",
+           "source_model_defaults", "load_backbone", "classifier_names", "run_finetune"]
+
+# `etrain finetune`'s defaults (MAE's fine-tuning recipe, He et al. 2022, Table 9, with this project's augmentation
+# defaults: RandAugment m9, mixup 0.8, cutmix 1.0, label smoothing 0.1, erasing 0.25, drop path 0.1)
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "curriculum": {"name": "none"},
+    "optim": {"base_lr": 5e-4, "base_batch": 256, "layer_decay": 0.75},
+    "train": {"epochs": 100},
+}
+# --linear-probe on top (MAE's linear probing, Table 10 there: no augmentation beyond crop + flip, no weight decay)
+LINEAR_PROBE_DEFAULTS: dict[str, Any] = {
+    "model": {"drop_path": 0.0},
+    "aug": {"randaugment": None, "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.0, "reprob": 0.0},
+    "optim": {"base_lr": 1e-3, "weight_decay": 0.0, "layer_decay": None},
+    "finetune": {"linear_probe": True},
+}
+
+_MAE_MARK = "mask_token"  # a key only MaeVisionTransformer state dicts have
+
+
+@dataclass
+class Source:
+    state_dict: dict[str, torch.Tensor]
+    description: str  # what was loaded, for the report
+    config: dict[str, Any] | None = None  # the source run's configuration (etrain checkpoints)
+    dropped: list[str] = field(default_factory=list)  # source keys deliberately not used (an MAE decoder)
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str]
+    head: list[str]  # re-initialised classifier keys
+    reinit: list[str]  # keys left fresh by finetune.reinit
+    dropped: list[str]  # source keys not used: the source's classifier, an MAE decoder, finetune.reinit matches
+    resampled: list[str]  # position embeddings brought to the model's patch grid
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(source=self.source, loaded=len(self.loaded), head=self.head, reinit=self.reinit,
+                    dropped=self.dropped, resampled=self.resampled, missing=[], unexpected=[])
+
+    def summary(self) -> str:
+        parts = [f"initialised from {self.source}: {len(self.loaded)} tensors loaded",
+                 f"classifier re-initialised ({', '.join(self.head) or 'none'})"]
+        if self.reinit:
+            parts.append(f"{len(self.reinit)} left fresh by finetune.reinit")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} source tensors unused ({_short(self.dropped)})")
+        if self.resampled:
+            parts.append(f"resampled {', '.join(self.resampled)}")
+        return "; ".join(parts)
+
+
+def _short(keys: list[str], n: int = 6) -> str:
+    return ", ".join(keys[:n]) + (f", ... ({len(keys) - n} more)" if len(keys) > n else "")
+
+
+def _read(path: str) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, truncated, refused by weights_only
+        raise CheckpointError(f"cannot read {path} as a checkpoint or state dict: {e}") from e
+
+
+def load_source(path: str, weights: str = "auto") -> Source:
+    """The weights at ``path`` (module docstring); ``weights``: ``model``, ``ema`` or ``auto`` (EMA if present)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "last.pt")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"finetune source {path} not found (a run directory, an etrain checkpoint or a "
+                              "state-dict file)")
+    raw = _read(path) if not path.endswith(".safetensors") else None
+    if raw is not None and ckpt_io.is_checkpoint(raw):
+        ck = ckpt_io.verified(raw, path)
+        if weights == "ema" and ck.get("ema") is None:
+            raise CheckpointError(f"{path} has no EMA weights (the run had train.ema=false); use "
+                                  "finetune.weights=model")
+        use_ema = weights == "ema" or (weights == "auto" and ck.get("ema") is not None)
+        sd = ck["ema"] if use_ema else ck["model"]
+        desc = f"{path} ({'EMA' if use_ema else 'model'} weights, epoch {ck['epoch']})"
+        config = ck.get("config")
+    else:
+        if weights == "ema":
+            raise CheckpointError(f"{path} is a plain state dict; finetune.weights=ema needs an etrain checkpoint")
+        try:
+            sd = timm_load_state_dict(path, use_ema=weights == "auto")
+        except Exception as e:
+            raise CheckpointError(f"cannot read {path} as a state dict: {e}") from e
+        desc, config = f"{path} (state dict)", None
+    if not isinstance(sd, Mapping) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
+        raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
+    dropped: list[str] = []
+    if _MAE_MARK in sd:  # an etrain mae model: its encoder is the backbone, the decoder is not used
+        dropped = sorted(k for k in sd if not k.startswith("encoder."))
+        sd = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
+        desc += ", MAE encoder"
+    return Source(dict(sd), desc, config, dropped)
+
+
+def source_model_defaults(path: str | None) -> dict[str, Any]:
+    """The ``model`` entries (name, kwargs, imports) of an etrain source run, as defaults for the fine-tuned model,
+    so that ``etrain finetune --from RUN`` rebuilds the source's architecture; {} for other sources."""
+    if not path:
+        return {}
+    f = os.path.join(path, "last.pt") if os.path.isdir(path) else path
+    if not os.path.isfile(f) or f.endswith(".safetensors"):
+        return {}
+    raw = _read(f)
+    if not ckpt_io.is_checkpoint(raw):
+        return {}
+    model = raw["config"]["model"]
+    return {"model": {k: model[k] for k in ("name", "kwargs", "imports") if k in model}}
+
+
+def classifier_names(model: nn.Module) -> list[str]:
+    """Module names of the model's classifier(s): timm's ``pretrained_cfg["classifier"]``, else the module that
+    ``get_classifier()`` returns."""
+    cls = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    names = [cls] if isinstance(cls, str) else list(cls or [])
+    names = [n for n in names if _has_module(model, n)]
+    if not names and callable(getattr(model, "get_classifier", None)):
+        clf = model.get_classifier()
+        names = [n for n, m in model.named_modules() if m is clf and n]
+    if not names:
+        raise TrainError(f"cannot tell which part of {type(model).__name__} is the classifier (no timm "
+                         "pretrained_cfg['classifier'] and no get_classifier()); name it with finetune.reinit")
+    return names
+
+
+def _has_module(model: nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
+
+
+def _under(key: str, prefixes: list[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _resample_pos_embed(model: nn.Module, value: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    """A ViT position embedding of another patch grid brought to the model's grid (None if not possible)."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is None or value.dim() != 3 or value.shape[-1] != target.shape[-1]:
+        return None
+    prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 0))
+    old = value.shape[1] - prefix
+    side = int(round(old ** 0.5))
+    if side * side != old:
+        return None
+    return resample_abs_pos_embed(value, new_size=list(pe.grid_size), old_size=[side, side],
+                                  num_prefix_tokens=prefix)
+
+
+def load_backbone(model: nn.Module, source: Source, reinit: list[str] = ()) -> LoadReport:
+    """Load ``source`` into ``model`` strictly, apart from the classifier and ``reinit`` patterns (module
+    docstring); raises :class:`CheckpointError` listing every missing, unexpected or mis-shaped key."""
+    heads = classifier_names(model)
+    target = model.state_dict()
+
+    def fresh(k: str) -> bool:
+        return _under(k, heads) or any(fnmatch.fnmatchcase(k, p) for p in reinit)
+
+    src = {k: v for k, v in source.state_dict.items() if not fresh(k)}
+    want = {k for k in target if not fresh(k)}
+    missing, unexpected = sorted(want - set(src)), sorted(set(src) - want)
+    resampled, bad_shapes = [], []
+    for k in sorted(want & set(src)):
+        v = src[k]
+        if v.shape != target[k].shape:
+            r = _resample_pos_embed(model, v, target[k]) if k.endswith("pos_embed") else None
+            if r is None:
+                bad_shapes.append(f"{k}: {tuple(v.shape)} in the source, {tuple(target[k].shape)} in the model")
+            else:
+                src[k] = r
+                resampled.append(f"{k} {tuple(v.shape)} -> {tuple(r.shape)}")
+    if missing or unexpected or bad_shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing from the source ({_short(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected in the source ({_short(unexpected)})")
+        if bad_shapes:
+            parts.append(f"{len(bad_shapes)} of another shape ({_short(bad_shapes, 3)})")
+        raise CheckpointError(
+            f"{source.description} does not fit {type(model).__name__} (classifier {', '.join(heads)} aside): "
+            + "; ".join(parts) + ". Is it another architecture? Fine-tune the source's model (leave --model out "
+            "for an etrain run), or list keys meant to start fresh in finetune.reinit")
+    state = dict(target)
+    state.update({k: v.to(dtype=target[k].dtype) for k, v in src.items()})
+    model.load_state_dict(state, strict=True)
+    return LoadReport(loaded=sorted(src), head=sorted(k for k in target if _under(k, heads)),
+                      reinit=sorted(k for k in target if fresh(k) and not _under(k, heads)),
+                      dropped=source.dropped + sorted(k for k in source.state_dict if fresh(k)),
+                      resampled=resampled, source=source.description)
+
+
+class LinearProbe(nn.Module):
+    """A frozen timm backbone (kept in eval mode: no BatchNorm statistics move, no dropout) and a new trainable
+    classifier on its pre-logits features, behind an affine-free BatchNorm when ``bn`` (MAE's linear probing).
+    Size attributes (``patch_embed``, ``set_input_size``, ...) are the backbone's, so curricula still apply."""
+
+    _DELEGATED = ("set_input_size", "patch_embed", "feature_info", "input_size_rule", "pretrained_cfg")
+
+    def __init__(self, backbone: nn.Module, num_classes: int, bn: bool = True):
+        super().__init__()
+        for name in ("reset_classifier", "forward_features", "forward_head"):
+            if not callable(getattr(backbone, name, None)):
+                raise TrainError(f"a linear probe needs a timm model ({type(backbone).__name__} has no {name}())")
+        backbone.reset_classifier(0)
+        backbone.requires_grad_(False)
+        self.backbone = backbone.eval()
+        width = int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+        linear = nn.Linear(width, num_classes)
+        nn.init.trunc_normal_(linear.weight, std=0.01)  # MAE's linear-probe head initialisation
+        nn.init.zeros_(linear.bias)
+        self.head = nn.Sequential(nn.BatchNorm1d(width, affine=False, eps=1e-6), linear) if bn else linear
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in LinearProbe._DELEGATED:
+                return getattr(self._modules["backbone"], name)
+            raise
+
+    def train(self, mode: bool = True) -> "LinearProbe":
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            features = self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+        return self.head(features)
+
+
+def run_finetune(cfg: Config, run_dir: str | None = None, resume: str | None = None,
+                 overwrite: bool = False) -> dict:
+    """Fine-tune (or linear-probe) ``cfg.model`` from ``cfg.finetune.source`` to the end; writes ``init.json``
+    (what was loaded) next to the usual run files."""
+    f = cfg.finetune
+    if not resume and not f.source:
+        raise TrainError("etrain finetune needs --from RUN_DIR_OR_CHECKPOINT (or --resume RUN_DIR)")
+    source = load_source(f.source, f.weights) if not resume else None  # a resumed run has its own weights
+    reports: list[LoadReport] = []
+
+    def factory(num_classes: int) -> nn.Module:
+        model = create_model(cfg, num_classes)
+        final = cfg.data.final_size
+        if can_resize(model) and current_input_size(model) != final:
+            # a ViT built for its default 224 first moves to the final grid, so a source trained at the final size
+            # loads its position embedding exactly instead of through a resampling and back
+            model.set_input_size(img_size=(final, final))
+        if source is not None:
+            reports.append(load_backbone(model, source, f.reinit))
+        if f.linear_probe:
+            model = LinearProbe(model, num_classes, bn=f.probe_bn)
+        return model
+
+    trainer = Trainer(cfg, run_dir=run_dir, resume=resume, overwrite=overwrite, model_factory=factory)
+    try:
+        if reports and trainer.info.main:
+            print(reports[0].summary(), flush=True)
+            write_text_atomic(os.path.join(trainer.run_dir, "init.json"), json.dumps(reports[0].to_dict(), indent=1))
+        return trainer.fit()
+    finally:
+        if trainer.info.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,204 @@
+"""``etrain finetune``: sources (etrain mae / train runs, timm state dicts), strict loading with a fresh classifier,
+layer-wise learning-rate decay, the linear probe, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+import timm
+import torch
+
+from efficienttrain_ext import cli
+from efficienttrain_ext.config import load_config
+from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, load_backbone, load_source
+from efficienttrain_ext.engine.model_factory import create_model
+from efficienttrain_ext.engine.trainer import Trainer
+
+from _etrain_helpers import FMNIST, TINY_VIT, make_image_folder, metrics, tiny_args
+
+pytestmark = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+TINY_KW = dict(depth=1, embed_dim=32, num_heads=2)
+
+
+def ft_args(out, name, source, *extra, **kw):
+    kw.setdefault("model", ())  # no --model: the source run's architecture
+    return ["finetune", "--from", str(source), *tiny_args(out, name, *extra, **kw)[1:]]
+
+
+@pytest.fixture(scope="module")
+def mae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mae")
+    args = ["mae", *tiny_args(out, "mae", "--curriculum", "none", "--set", "mae.vis_images=0", size=64, epochs=1,
+                              subset=32, val=16, model=TINY_VIT)[1:]]
+    assert cli.main(args) == 0
+    return out / "mae"
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sup")
+    assert cli.main(tiny_args(out, "sup", "--curriculum", "efficienttrain", epochs=2, subset=32, val=16)) == 0
+    return out / "sup"
+
+
+def test_mae_encoder_loads_with_only_the_head_missing(mae_run, tmp_path, capsys):
+    # the architecture comes from the MAE run's configuration (no --model)
+    assert cli.main(ft_args(tmp_path, "ft", mae_run, size=64, epochs=1, subset=32, val=16)) == 0
+    out = capsys.readouterr().out
+    init = json.loads((tmp_path / "ft" / "init.json").read_text())
+    mae_ck = load_checkpoint(mae_run)
+    encoder_keys = [k for k in mae_ck["model"] if k.startswith("encoder.")]
+    assert init["missing"] == [] and init["unexpected"] == [] and init["reinit"] == []
+    assert init["head"] == ["head.bias", "head.weight"] and init["loaded"] == len(encoder_keys)
+    assert set(init["dropped"]) == {k for k in mae_ck["model"] if not k.startswith("encoder.")}
+    assert "mask_token" in init["dropped"] and init["resampled"] == []
+    assert "MAE encoder" in out and "classifier re-initialised (head.bias, head.weight)" in out
+    rows = metrics(tmp_path / "ft")
+    assert [r["size"] for r in rows] == [64] and 0 <= rows[0]["top1"] <= 100  # at the final size, top-1 reported
+    cfg = load_config(str(tmp_path / "ft" / "config.yaml"))
+    assert cfg.model.name == "deit_tiny_patch16_224" and cfg.model.kwargs == TINY_KW
+    assert cfg.finetune.source == str(mae_run) and cfg.optim.layer_decay == 0.75 and cfg.curriculum.name == "none"
+    assert cfg.model.drop_path == 0.1 and cfg.aug.randaugment  # the fine-tuning recipe, not MAE's pre-training one
+
+    # with a curriculum: the loaded position embedding follows B like any learned one
+    assert cli.main(ft_args(tmp_path, "ft_et", mae_run, "--curriculum", "efficienttrain", size=64, epochs=2,
+                            subset=32, val=16)) == 0
+    assert [r["size"] for r in metrics(tmp_path / "ft_et")] == [48, 64]
+    assert json.loads((tmp_path / "ft_et" / "init.json").read_text())["missing"] == []
+
+    # the values: every encoder tensor arrives unchanged; the head is timm's fresh one
+    model = create_model(cfg, 10)
+    model.set_input_size(img_size=(64, 64))
+    fresh_head = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("head.")}
+    torch.manual_seed(0)
+    load_backbone(model, load_source(str(mae_run)))
+    for k, v in model.state_dict().items():
+        ref = fresh_head[k] if k.startswith("head.") else mae_ck["model"]["encoder." + k]
+        assert torch.equal(v, ref), k
+
+
+def test_layer_decay_gives_each_block_its_power_of_the_decay(tmp_path):
+    depth, decay = 3, 0.5
+    cfg = load_config(None, [
+        "model.name=deit_tiny_patch16_224", "model.kwargs={depth: 3, embed_dim: 32, num_heads: 2}",
+        "data.final_size=32", "data.train_subset=16", "data.val_subset=16", "data.workers=0", "train.epochs=2",
+        "train.batch_size=8", f"optim.layer_decay={decay}", "train.progress=false", f"train.output={tmp_path}"],
+        base=FINETUNE_DEFAULTS)
+    trainer = Trainer(cfg, run_dir=str(tmp_path / "ld"), model_factory=lambda n: create_model(cfg, n))
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+
+    def layer(name):  # timm's ViT layers: stem 0, block i -> i + 1, the final norm with the last block, head last
+        if re.match(r"(cls_token|pos_embed|patch_embed)", name):
+            return 0
+        m = re.match(r"blocks\.(\d+)\.", name)
+        if m:
+            return int(m.group(1)) + 1
+        return depth if name.startswith("norm.") else depth + 1
+
+    for done in (0, 1):  # during warm-up and after a step: the scale rides on whatever the schedule gives
+        trainer._set_lr(0, done)
+        value = trainer.lr_scheduler._get_lr(trainer.plan.lr_position(0, done))[0]
+        seen = set()
+        for group in trainer.optimizer.param_groups:
+            for p in group["params"]:
+                n = names[id(p)]
+                assert group["lr"] == pytest.approx(value * decay ** (depth + 1 - layer(n)), rel=1e-12), n
+                seen.add(n)
+        assert seen == set(names.values())  # every parameter has its group
+        blocks = {layer(names[id(g["params"][0])]): g["lr"] for g in trainer.optimizer.param_groups}
+        assert sorted(blocks) == list(range(depth + 2))
+    # the logged rate is the unscaled one (the head's), not the first group's (the stem's)
+    row = trainer.train_one_epoch(0)
+    head_group = next(g for g in trainer.optimizer.param_groups if any(names[id(p)] == "head.weight"
+                                                                        for p in g["params"]))
+    assert row["lr"] == head_group["lr"] == max(g["lr"] for g in trainer.optimizer.param_groups)
+    # weight decay is grouped independently of the layer: none for biases, norms, tokens and position embeddings
+    wd = {names[id(p)]: g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
+    assert wd["blocks.0.attn.qkv.weight"] == cfg.optim.weight_decay and wd["blocks.0.attn.qkv.bias"] == 0.0
+    assert wd["pos_embed"] == 0.0 and wd["cls_token"] == 0.0
+
+
+def test_linear_probe_trains_only_the_new_head(resnet_run, tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data")
+    args = ft_args(tmp_path, "probe", resnet_run, "--linear-probe", "--dataset", "imagefolder", "--data-root",
+                   str(root), "--set", "train.ema=false", size=32, epochs=2, subset=24, val=12, batch=8)
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    src = load_checkpoint(resnet_run)["ema"]  # weights=auto: the source's EMA
+    ck = load_checkpoint(tmp_path / "probe")
+    backbone = {k.removeprefix("backbone."): v for k, v in ck["model"].items() if k.startswith("backbone.")}
+    # frozen: weights and BatchNorm running statistics exactly as loaded (the backbone stays in eval mode)
+    assert set(backbone) == {k for k in src if not k.startswith("fc.")}
+    assert all(torch.equal(v, src[k]) for k, v in backbone.items())
+    head = {k: v for k, v in ck["model"].items() if k.startswith("head.")}
+    assert set(head) == {"head.0.running_mean", "head.0.running_var", "head.0.num_batches_tracked", "head.1.weight",
+                         "head.1.bias"}  # affine-free BatchNorm + linear: MAE's probe
+    assert head["head.1.weight"].shape == (2, 512) and int(head["head.0.num_batches_tracked"]) == 6
+    assert [r["size"] for r in metrics(tmp_path / "probe")] == [32, 32]
+    cfg = load_config(str(tmp_path / "probe" / "config.yaml"))
+    assert cfg.finetune.linear_probe and cfg.aug.randaugment is None and cfg.optim.weight_decay == 0.0
+    # the optimizer holds only the head
+    assert sum(len(g["params"]) for g in ck["optimizer"]["param_groups"]) == 2
+    # a finished probe resumes (the model is rebuilt without the source, then restored)
+    assert cli.main(["finetune", "--resume", str(tmp_path / "probe")]) == 0
+
+    plain = ft_args(tmp_path, "probe_nobn", resnet_run, "--linear-probe", "--dataset", "imagefolder",
+                    "--data-root", str(root), "--set", "finetune.probe_bn=false", size=32, epochs=1, subset=16,
+                    val=12, batch=8)
+    assert cli.main(plain) == 0
+    assert {k for k in load_checkpoint(tmp_path / "probe_nobn")["model"] if k.startswith("head")} == \
+           {"head.weight", "head.bias"}
+
+
+def test_sources_weights_choice_and_timm_state_dicts(resnet_run, tmp_path):
+    ck = load_checkpoint(resnet_run)
+    for weights, part in (("auto", "ema"), ("ema", "ema"), ("model", "model")):
+        s = load_source(str(resnet_run), weights)
+        assert all(torch.equal(v, ck[part][k]) for k, v in s.state_dict.items()), weights
+        assert ("EMA" if part == "ema" else "model weights") in s.description
+    # a plain timm state dict (1000-class head, 224 grid) into a 10-class model at 64: head dropped, pos_embed resampled
+    src_model = timm.create_model("deit_tiny_patch16_224", **TINY_KW)
+    for i, wrap in enumerate((lambda sd: sd, lambda sd: {"state_dict": sd})):
+        path = tmp_path / f"timm{i}.pth"
+        torch.save(wrap(src_model.state_dict()), path)
+        model = timm.create_model("deit_tiny_patch16_224", num_classes=10, img_size=64, **TINY_KW)
+        report = load_backbone(model, load_source(str(path)))
+        assert report.dropped == ["head.bias", "head.weight"] and report.resampled == \
+            ["pos_embed (1, 197, 32) -> (1, 17, 32)"]
+        assert torch.equal(model.blocks[0].attn.qkv.weight, src_model.blocks[0].attn.qkv.weight)
+    # finetune.reinit: keys meant to start fresh (an average-pool model's fc_norm; the source's final norm)
+    avg = timm.create_model("deit_tiny_patch16_224", num_classes=10, img_size=64, global_pool="avg", **TINY_KW)
+    report = load_backbone(avg, load_source(str(tmp_path / "timm0.pth")), ["fc_norm.*", "norm.*"])
+    assert report.reinit == ["fc_norm.bias", "fc_norm.weight"] and "norm.weight" in report.dropped
+
+
+def test_bad_input(mae_run, resnet_run, tmp_path, capsys):
+    def fails(args, *messages):
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert all(m in err for m in messages), err
+
+    kw = dict(size=64, epochs=1, subset=16, val=16)
+    # a checkpoint of another architecture
+    fails(ft_args(tmp_path, "b1", resnet_run, model=TINY_VIT, **kw), "does not fit VisionTransformer",
+          "missing from the source (blocks.0.attn.proj.bias", "unexpected in the source (bn1.bias",
+          "Is it another architecture?")
+    wide = ["--model", "deit_tiny_patch16_224", "--set", "model.kwargs={depth: 1, embed_dim: 64, num_heads: 2}"]
+    fails(ft_args(tmp_path, "b2", mae_run, model=wide, **kw), "of another shape (blocks.0.attn.proj.bias: (32,) in "
+          "the source, (64,) in the model")
+    fails(ft_args(tmp_path, "b3", mae_run, "--weights", "ema", **kw), "has no EMA weights")
+    fails(["finetune", *tiny_args(tmp_path, "b4", model=TINY_VIT, **kw)[1:]], "etrain finetune needs --from")
+    fails(ft_args(tmp_path, "b5", tmp_path / "nowhere.pt", **kw), "not found")
+    junk = tmp_path / "junk.pt"
+    torch.save({"hello": 1}, junk)
+    fails(ft_args(tmp_path, "b6", junk, model=TINY_VIT, **kw), "does not hold a state dict")
+    text = tmp_path / "text.pth"
+    text.write_text("not a checkpoint")
+    fails(ft_args(tmp_path, "b7", text, model=TINY_VIT, **kw), "cannot read")
+    fails(ft_args(tmp_path, "b8", mae_run, "--set", "finetune.weights=best", **kw), "finetune.weights: Input should be")
+    # an etrain mae run is not resumed by etrain train
+    fails(["train", "--resume", str(mae_run)], "does not fit this run's model")
