@@ -243,6 +243,16 @@ def test_etpp_bad_arguments(kwargs, match):
     assert calls == []  # refused before anything is evaluated
 
 
+@pytest.mark.parametrize("args,match", [
+    (((), 224, 10), "non-empty list"), (((96, 300), 224, 10), r"in \[1, final size 224\]"),
+    (((96, 224), 224, 1, None, True), "cannot give each of 2 stages a whole epoch"),
+    (((96, 224), 224, -1), "positive number"),
+])
+def test_etpp_stage_epochs_bad_input(args, match):
+    with pytest.raises(SearchError, match=match):
+        etpp_stage_epochs(*args)
+
+
 @pytest.mark.parametrize("bad", ["80", None, float("nan"), True])
 def test_evaluate_returning_no_accuracy_is_an_error(bad):
     with pytest.raises(SearchError, match="evaluate"):

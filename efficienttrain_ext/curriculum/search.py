@@ -33,6 +33,7 @@ maximises accuracy at a fixed budget, where Algorithm 1 minimises cost at a fixe
 from __future__ import annotations
 
 import math
+import numbers
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -109,11 +110,11 @@ def check_search_args(candidates: Sequence[int], stages: int, final_size: int, t
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not math.isfinite(tolerance) \
             or tolerance < 0:
         raise SearchError(f"tolerance must be a finite number >= 0 (accuracy points), got {tolerance!r}")
-    if isinstance(final_size, bool) or not isinstance(final_size, int) or final_size < 2:
+    if isinstance(final_size, bool) or not isinstance(final_size, numbers.Integral) or final_size < 2:
         raise SearchError(f"final size must be an integer >= 2, got {final_size!r}")
-    if any(isinstance(c, bool) or not isinstance(c, int) for c in candidates):
+    if any(isinstance(c, bool) or not isinstance(c, numbers.Integral) for c in candidates):
         raise SearchError(f"candidates must be integers, got {list(candidates)!r}")
-    sizes = sorted(set(candidates))
+    sizes = sorted({int(c) for c in candidates})
     if not sizes:
         raise SearchError("candidates: give at least one size below the final size")
     bad = [c for c in sizes if c < 1 or c >= final_size]
@@ -162,8 +163,12 @@ def etpp_stage_epochs(sizes: Sequence[int], final_size: int, epochs: float,
     k C/N of cumulative compute, so the run's total stays within half a final-size epoch of C (when no stage had to
     be raised to one epoch)."""
     n = len(sizes)
+    if n == 0 or any(isinstance(b, bool) or not isinstance(b, numbers.Integral) or not 1 <= b <= final_size
+                     for b in sizes):
+        raise SearchError(f"sizes must be a non-empty list of integers in [1, final size {final_size}], got "
+                          f"{list(sizes)!r}")
     c = _relative_cost(relative_cost, final_size)
-    share = float(epochs) / n
+    share = check_budget(epochs, n, whole_epochs) / n
     if not whole_epochs:
         return tuple(share / c(b) for b in sizes)
     out, spent = [], 0.0
@@ -214,7 +219,7 @@ def search_et(evaluate: Evaluate, candidates: Sequence[int], stages: int, final_
     ``tolerance``. ``on_trial`` is called after every new evaluation."""
     cands = check_search_args(candidates, stages, final_size, tolerance)
     run = _Trials(evaluate, on_trial)
-    v = final_size
+    v = int(final_size)
     sizes = [v] * stages
     base = run(sizes, -1)
     threshold = base.accuracy - tolerance
@@ -235,7 +240,7 @@ def search_forward(evaluate: Evaluate, candidates: Sequence[int], stages: int, f
     candidate (not below the previous stage's) that keeps the baseline accuracy within ``tolerance``."""
     cands = check_search_args(candidates, stages, final_size, tolerance)
     run = _Trials(evaluate, on_trial)
-    v = final_size
+    v = int(final_size)
     base = run((v,) * stages, -1)
     threshold = base.accuracy - tolerance
     chosen: list[int] = []
@@ -264,7 +269,7 @@ def search_etpp(evaluate: Evaluate, candidates: Sequence[int], stages: int, fina
     final_size, epochs, relative_cost, whole_epochs)`` per stage (each trial's ``epochs`` holds them)."""
     cands = check_search_args(candidates, stages, final_size)
     budget = check_budget(epochs, stages, whole_epochs)
-    v = final_size
+    v = int(final_size)
     cost = _relative_cost(relative_cost, v)
     for b in cands:  # a table without every candidate fails before anything is evaluated
         cost(b)
