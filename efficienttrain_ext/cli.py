@@ -24,7 +24,6 @@ from .engine.plots import compare_table, plot_runs
 from .engine.search_runner import run_search
 from .engine.trainer import make_schedule, run
 from .errors import EtrainError, SearchError
-from .curriculum.search import check_search_args
 
 __all__ = ["main", "build_parser"]
 
@@ -103,14 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedule", help="print a curriculum's stage table and predicted compute (FLOP counted)")
     _add_config_args(p, training=False)
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the model counted")
-    p = sub.add_parser("search", help="greedy search for per-stage sizes with short proxy runs (EfficientTrain's "
-                       "searched curricula); writes best_schedule.yaml for --curriculum")
+    p = sub.add_parser("search", help="search the per-stage sizes with short proxy runs: EfficientTrain's "
+                       "Algorithm 1 (et), its forward variant, or EfficientTrain++'s computation-constrained search "
+                       "(etpp); writes best_schedule.yaml for --curriculum (see docs/search.md)")
     _add_config_args(p, training=True, resumable=False)
+    p.add_argument("--algorithm", choices=["et", "forward", "etpp"], default="et",
+                   help="et (default): Algorithm 1, backward, smallest sizes at the baseline's accuracy; forward: "
+                   "stage by stage from the first; etpp: most accurate sizes at a budget of --epochs final-size "
+                   "epochs")
     p.add_argument("--candidates", required=True, type=_int_list, metavar="B1,B2,...",
                    help="candidate sizes below the final size, e.g. 96,128,160,192")
-    p.add_argument("--stages", type=int, default=4, help="equal stages of the run (default 4)")
-    p.add_argument("--tolerance", type=float, default=0.0,
-                   help="accuracy points a stage may cost vs the all-final-size baseline (default 0)")
+    p.add_argument("--stages", type=int, help="stages of the run (default 5 for et/forward, 10 for etpp)")
+    p.add_argument("--tolerance", type=float,
+                   help="et/forward: accuracy points the schedule may lose vs the all-final-size baseline "
+                   "(default 0)")
+    p.add_argument("--cost", choices=["pixels", "flops"],
+                   help="etpp: a stage at size B runs (v/B)^2 x budget/N epochs (pixels, default) or the model's "
+                   "train-FLOP ratio (flops)")
+    p.add_argument("--seeds", type=_int_list, metavar="S1,S2,...",
+                   help="train every size list with each seed and rank by the mean (default: --seed)")
     p.add_argument("--metric", default="top1", choices=["top1", "ema_top1", "top5"])
     p = sub.add_parser("plot", help="plot accuracy vs wall time and the schedules of one or more runs")
     p.add_argument("runs", nargs="+", help="run directories")
@@ -185,9 +195,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if args.curriculum is not None:  # the search writes its own schedule per trial
         raise SearchError("etrain search builds its own schedules; --curriculum does not apply (replay and "
                           "batch_scale go in --set curriculum.replay=... / curriculum.batch_scale=...)")
+    etpp = args.algorithm == "etpp"
+    if etpp and args.tolerance is not None:
+        raise SearchError("--tolerance applies to --algorithm et / forward; etpp keeps the most accurate size at "
+                          "a fixed budget")
+    if not etpp and args.cost is not None:
+        raise SearchError("--cost applies to --algorithm etpp (et / forward trials all run --epochs epochs)")
+    if args.seeds is not None and args.seed is not None:
+        raise SearchError("give either --seed or --seeds")
     cfg = _config(args)
-    check_search_args(args.candidates, args.stages, cfg.data.final_size, args.tolerance)
-    run_search(cfg, args.candidates, args.stages, args.tolerance, args.metric)
+    stages = args.stages if args.stages is not None else (10 if etpp else 5)
+    run_search(cfg, args.candidates, stages, args.algorithm, tolerance=args.tolerance or 0.0, metric=args.metric,
+               seeds=args.seeds, cost=args.cost or "pixels")
     return 0
 
 

@@ -401,9 +401,13 @@ def schedule_from_yaml(
           - {fraction: 0.5, size: 224, magnitude: 9}
                                      # optional per stage: replay: 2 (reuse each loaded batch twice, Stage.replay),
                                      # batch_scale: 2 (twice the batch and learning rate, Stage.batch_scale)
+        budget: 30                   # optional, with absolute stage epochs: what they cost in final-size epochs
 
-    Fractions are of ``epochs``; absolute ``epochs`` must not be mixed with fractions. Sizes are rounded to
-    the model's rule like the built-ins.
+    Fractions are of ``epochs``; absolute ``epochs`` must not be mixed with fractions and must sum to ``epochs``,
+    unless the file gives a ``budget`` (like efficienttrain++, e.g. the schedules ``etrain search --algorithm
+    etpp`` writes): then ``epochs`` is the budget of the run, the stage epochs are scaled by ``epochs / budget``
+    (exactly as written when they are equal) and the schedule's baseline is ``epochs``. Sizes are rounded to the
+    model's rule like the built-ins.
     """
     if isinstance(source, Mapping):
         spec, where = dict(source), "schedule"
@@ -419,7 +423,7 @@ def schedule_from_yaml(
     if not isinstance(spec, Mapping) or not isinstance(spec.get("stages"), list) or not spec["stages"]:
         raise ScheduleError(f"{where}: expected a mapping with a non-empty 'stages' list")
     _check_common(epochs, final_size, rule)
-    unknown = set(spec) - {"name", "magnitude", "m0", "stages"}
+    unknown = set(spec) - {"name", "magnitude", "m0", "stages", "budget"}
     if unknown:
         raise ScheduleError(f"{where}: unknown keys {sorted(unknown)}")
     m0 = float(spec.get("m0", m0 if m0 is not None else DEFAULT_M0))
@@ -445,15 +449,24 @@ def schedule_from_yaml(
         mags.append(float(s["magnitude"]) if s.get("magnitude") is not None else None)
         replays.append(_replay_value(s.get("replay", 1), f"{where}: stage {i}: replay"))
         batch_scales.append(_batch_scale_value(s.get("batch_scale", 1.0), f"{where}: stage {i}: batch_scale"))
-    if "epochs" in stages[0]:
-        total = sum(lengths)
-        if abs(total - epochs) > 1e-6:
-            raise ScheduleError(f"{where}: stage epochs sum to {total:g}, but the run has {epochs} epochs")
+    total, baseline_epochs = epochs, None
+    budget = spec.get("budget")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) \
+                or budget <= 0:
+            raise ScheduleError(f"{where}: budget must be a positive number of final-size epochs, got {budget!r}")
+        if "epochs" not in stages[0]:
+            raise ScheduleError(f"{where}: a budget goes with absolute stage 'epochs', not fractions")
+        # the stage epochs stand for `budget` final-size epochs; this run's budget is `epochs`
+        total, baseline_epochs = max(1, int(math.floor(sum(lengths) * epochs / budget + 0.5))), epochs
+    elif "epochs" in stages[0]:
+        if abs(sum(lengths) - epochs) > 1e-6:
+            raise ScheduleError(f"{where}: stage epochs sum to {sum(lengths):g}, but the run has {epochs} epochs")
     sizes = _round_checked(raw_sizes, rule, final_size, os.path.basename(where))
-    bounds = _integer_boundaries(lengths, epochs)
+    bounds = _integer_boundaries(lengths, total)
     name = str(spec.get("name", os.path.splitext(os.path.basename(where))[0]))
-    return Schedule(name, epochs, final_size, _stages(sizes, bounds, mags, replays, batch_scales), m0=m0,
-                    magnitude=str(spec.get("magnitude", "linear")))
+    return Schedule(name, total, final_size, _stages(sizes, bounds, mags, replays, batch_scales), m0=m0,
+                    magnitude=str(spec.get("magnitude", "linear")), baseline_epochs=baseline_epochs)
 
 
 
