@@ -115,3 +115,21 @@ def test_ddp_rank_with_an_unreadable_batch_does_not_hang(tmp_path):
         # 32 images, 8 of them corrupt: the readable ones of the steps that every rank could train
         assert r["loaded_images"] == 24 and 0 < r["train_images"] < r["loaded_images"]
     assert rows[-1]["skipped_images"] == 8
+
+
+def test_resume_refuses_an_edited_schedule_file(tmp_path, capsys):
+    sched = tmp_path / "s.yaml"
+    sched.write_text("stages:\n  - {fraction: 0.5, scale: 0.75}\n  - {fraction: 0.5, scale: 1.0}\n")
+    args = tiny_args(tmp_path, "y", "--curriculum", str(sched), epochs=2, subset=32, val=16)
+    assert cli.main(args) == 0
+    sched.write_text("stages:\n  - {fraction: 0.5, scale: 0.5}\n  - {fraction: 0.5, scale: 1.0}\n")
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(tmp_path / "y")]) == 2
+    assert "gives other stages than when the checkpoint was written" in capsys.readouterr().err
+
+
+def test_files_get_the_mode_of_plain_files(tmp_path):
+    atomic.write_text_atomic(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -14,6 +14,12 @@ from typing import Callable, IO
 __all__ = ["write_atomic", "write_text_atomic", "write_bytes_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(directory: str) -> None:
     try:  # make the rename itself durable
         fd = os.open(directory, os.O_RDONLY)
@@ -32,6 +38,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.path.basename(path)}-", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes the file private (0600); give it a plain file's mode
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

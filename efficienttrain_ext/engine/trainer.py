@@ -244,6 +244,7 @@ class Trainer:
             "stage": stage,
             "global_step": self.plan.epoch_start[epoch],
             "input_size": current_input_size(self.model) or self.schedule.size_at(max(epoch - 1, 0)),
+            "schedule": self.schedule.to_dict(),  # a YAML schedule's content (its path is in the fingerprint)
             "world_size": self.info.world,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -261,6 +262,9 @@ class Trainer:
             ckpt_io.save_atomic(state, os.path.join(self.run_dir, name))
 
     def _restore(self, ck: dict[str, Any]) -> None:
+        if ck.get("schedule") != self.schedule.to_dict():
+            raise TrainError(f"the curriculum {self.cfg.curriculum.name!r} gives other stages than when the checkpoint "
+                             "was written (was its schedule file edited?); an exact resume needs the same schedule")
         try:
             self.model.load_state_dict(ck["model"])
         except RuntimeError as e:  # e.g. an `etrain mae` checkpoint resumed with `etrain train`, or the reverse
