@@ -6,7 +6,8 @@
 # "torch==2.14.1 torchvision==0.29.1"), FORCE_CUDA / TORCH_CUDA_ARCH_LIST / MAX_JOBS (passed to the build).
 set -euo pipefail
 . "$(dirname "$0")/abs_path.sh"
-py="$(abs_python "${PYTHON:-python3}")"  # before the cd: a relative PYTHON is relative to the caller
+# before the cd: a relative PYTHON is relative to the caller (a name not on PATH only matters without .venv)
+py="$(abs_python "${PYTHON:-python3}" 2>/dev/null)" || py=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 
 torch_spec=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
