@@ -4,7 +4,8 @@ torch's extension builder picks the architectures of the visible GPUs when ``TOR
 no GPU visible (a CI or build machine) it finds none and fails deep inside ``_get_cuda_arch_flags`` with an
 ``IndexError``. :func:`resolve_arch_list` decides instead, before torch is asked:
 
-* ``TORCH_CUDA_ARCH_LIST`` set: validated here (a clear error instead of torch's ValueError), used as given.
+* ``TORCH_CUDA_ARCH_LIST`` set: validated here (form, and that this nvcc can build each entry: a clear error
+  instead of torch's ValueError or nvcc's), used as given.
 * a GPU visible: torch's own choice (the visible GPUs' architectures) is kept.
 * no GPU visible: :data:`DEFAULT_ARCHS`, cut to what this torch and this nvcc can build, the newest with PTX.
 
@@ -83,7 +84,14 @@ def resolve_arch_list(env_value: str | None, gpu_count: int, torch_archs: Iterab
                       log: Callable[[str], None] = print) -> str | None:
     """The TORCH_CUDA_ARCH_LIST to build with, or None to leave torch's choice (a GPU is visible)."""
     if env_value is not None and env_value.strip() and env_value.strip() != "native":
-        return ";".join(parse_arch_list(env_value))
+        items = parse_arch_list(env_value)
+        supported = nvcc_archs(nvcc)
+        # well-formed but unbuildable (a typo such as 8.5, or too old / new for this nvcc): say so before nvcc does
+        bad = [a for a in items if a not in _NAMED and supported is not None and _sm(a) not in supported]
+        if bad:
+            raise ArchError(f"TORCH_CUDA_ARCH_LIST entries {bad} cannot be built by {nvcc}, which targets "
+                            f"{', '.join(sorted(supported, key=int))}")
+        return ";".join(items)
     if gpu_count > 0:
         return None
     archs = default_arch_list(torch_archs, nvcc_archs(nvcc))

@@ -109,6 +109,59 @@ def test_set_data_root():
         assert cfg.test_evaluator.ann_file == "/data/coco2017/annotations/instances_val2017.json"
 
 
+# The last commit whose 9 COCO configs each repeated the header and the AdamW block (before configs/_base_/).
+CONFIGS_BEFORE_BASES = "a1e42505c1a6d603629bb6dce797b26c54214ee3"
+# Keys the shared bases add: helpers the configs read through `_base_.`; runners ignore them.
+BASE_HELPER_KEYS = {"adamw_optim_wrapper"}
+
+
+def _config_before_bases(name: str, tmp_path) -> dict:
+    if not os.path.isdir(os.path.join(REPO, ".git")) and not os.path.isfile(os.path.join(REPO, ".git")):
+        pytest.skip("not a git checkout: the configs before configs/_base_ come from git history")
+    proc = subprocess.run(["git", "-C", REPO, "show", f"{CONFIGS_BEFORE_BASES}:detection/configs/{name}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"git show failed (a shallow clone? `git fetch --unshallow`): {proc.stderr}"
+    old = tmp_path / name
+    old.write_text(proc.stdout)
+    assert "_base_ = 'mmdet::" in proc.stdout  # self-contained: inherits only mmdet's bundled configs
+    return Config.fromfile(str(old)).to_dict()
+
+
+@pytest.mark.parametrize("path", COCO_CONFIGS, ids=os.path.basename)
+def test_config_resolves_as_before_shared_bases(path, tmp_path):
+    """The configs share configs/_base_/ files now; every resolved key (model, optim_wrapper, param_scheduler,
+    train_cfg, dataloaders, evaluators, hooks, ...) must equal what the self-contained file resolved to."""
+    before = _config_before_bases(os.path.basename(path), tmp_path)
+    after = Config.fromfile(path).to_dict()
+    assert set(after) - set(before) == BASE_HELPER_KEYS
+    assert set(before) <= set(after), sorted(set(before) - set(after))
+    for key in sorted(before):  # key by key, so a failure names the section
+        assert after[key] == before[key], key
+
+
+@pytest.mark.parametrize("path", COCO_CONFIGS, ids=os.path.basename)
+def test_config_optimizer_and_schedule(path):
+    """Frozen key fields (also checked without git history): AdamW for Swin / ConvNeXt, mmdet's SGD for R-50."""
+    cfg = Config.fromfile(path)
+    name = os.path.basename(path)
+    opt = cfg.optim_wrapper.optimizer
+    if "-r50_" in name:
+        sgd_lr = 0.01 if name.startswith("retinanet") else 0.02
+        assert (opt.type, opt.lr, opt.momentum, opt.weight_decay) == ("SGD", sgd_lr, 0.9, 0.0001)
+        assert "paramwise_cfg" not in cfg.optim_wrapper
+    else:
+        assert (opt.type, opt.lr, opt.betas, opt.weight_decay) == ("AdamW", 1e-4, (0.9, 0.999), 0.05)
+        pw = cfg.optim_wrapper.paramwise_cfg
+        assert pw.norm_decay_mult == 0.0 and pw.bias_decay_mult == 0.0
+        assert set(pw.custom_keys) == {"absolute_pos_embed", "relative_position_bias_table"}
+        assert cfg.optim_wrapper.clip_grad is None
+    assert cfg.train_cfg.max_epochs == 12  # 3x = 12 epochs over RepeatDataset(times=3)
+    train_set = cfg.train_dataloader.dataset
+    assert (train_set.type, train_set.get("times")) == (("RepeatDataset", 3) if "ms-3x" in name else ("CocoDataset", None))
+    assert cfg.model.backbone.checkpoint is None and cfg.model.backbone.weights == "auto"
+    assert cfg.custom_imports == dict(imports=["etrain_mmdet"], allow_failed_imports=False)
+
+
 # ---------------------------------------------------------------------------------------------- shapes
 @pytest.mark.parametrize("name,kw,strides,channels", [
     ("resnet50", dict(out_strides=(4, 8, 16, 32)), (4, 8, 16, 32), (256, 512, 1024, 2048)),

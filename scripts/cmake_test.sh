@@ -7,8 +7,8 @@
 # Extra arguments go to the configure step. Exit status: ctest's (0 = all tests passed or skipped).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PY="${PYTHON:-$ROOT/.venv/bin/python}"
-case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac  # absolute, for cmake
+. "$ROOT/scripts/abs_path.sh"
+PY="$(abs_python "${PYTHON:-$ROOT/.venv/bin/python}")"  # absolute, for cmake (and the tests it runs)
 BUILD_DIR="${BUILD_DIR:-$ROOT/build-cmake}"
 JOBS="${JOBS:-2}"
 

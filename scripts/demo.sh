@@ -9,6 +9,11 @@
 # Results: runs/demo/{fmnist-efficienttrain,fmnist-baseline}/ (metrics.jsonl/csv, summary.txt, checkpoints) and
 # runs/demo/{accuracy_vs_time,schedule}.png. See docs/training.md for what the numbers mean.
 set -euo pipefail
+. "$(dirname "$0")/abs_path.sh"
+# caller-given paths are relative to the caller's directory: made absolute before the cd
+[ -z "${ETRAIN_PYTHON:-}" ] || ETRAIN_PYTHON="$(abs_python "$ETRAIN_PYTHON")"
+[ -z "${OUT:-}" ] || OUT="$(abs_path "$OUT")"
+if [ -n "${PYTHON:-}" ]; then PYTHON="$(abs_python "$PYTHON")"; export PYTHON; fi  # for setup_env.sh
 cd "$(dirname "$0")/.."
 
 # setup_env.sh creates .venv, builds the extension and installs the dataset-fashion-mnist package when

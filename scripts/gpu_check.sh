@@ -12,8 +12,9 @@ set -uo pipefail
 out=${1:-gpu_results}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)  # resolved before the cd below, so a relative OUT_DIR is relative to the caller
+. "$(dirname "$0")/abs_path.sh"
+py="$(abs_python "${PYTHON:-python3}")" || exit 1  # likewise; cpu_only_build also cd's to /tmp
 cd "$(dirname "$0")/.."
-py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 : > "$out/summary.txt"
 failed=()

@@ -16,11 +16,13 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
+. "$REPO/scripts/abs_path.sh"
+# absolute: the wheel build below runs inside the unpacked sdist
+PYTHON="$(abs_python "${PYTHON:-$REPO/.venv/bin/python}")"
 MMCV_VERSION="${MMCV_VERSION:-2.1.0}"
 MMENGINE_VERSION="0.10.7"
 MMDET_VERSION="3.3.0"
-CACHE="${ETRAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/efficienttrain_ext}"
+CACHE="$(abs_path "${ETRAIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/efficienttrain_ext}")"
 export MAX_JOBS="${MAX_JOBS:-2}"
 
 log() { echo "[install_detection $(date -u +%H:%M:%S)] $*"; }
@@ -58,7 +60,7 @@ WHEEL="$(ls "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || tr
 if [ -n "$WHEEL" ] && [ "${FORCE_REBUILD:-0}" != "1" ]; then
     log "reusing cached wheel $WHEEL"
 else
-    BUILD="$(mktemp -d "${TMPDIR:-/tmp}/mmcv-build.XXXXXX")"
+    BUILD="$(abs_path "$(mktemp -d "${TMPDIR:-/tmp}/mmcv-build.XXXXXX")")"
     trap 'rm -rf "$BUILD"' EXIT
     log "downloading mmcv==$MMCV_VERSION sdist into $BUILD"
     "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \

@@ -5,13 +5,15 @@
 # Environment: PYTHON (interpreter for the venv, default python3), TORCH_SPEC (default
 # "torch==2.14.1 torchvision==0.29.1"), FORCE_CUDA / TORCH_CUDA_ARCH_LIST / MAX_JOBS (passed to the build).
 set -euo pipefail
+. "$(dirname "$0")/abs_path.sh"
+# before the cd: a relative PYTHON is relative to the caller (a name not on PATH only matters without .venv)
+py="$(abs_python "${PYTHON:-python3}" 2>/dev/null)" || py=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 
-py=${PYTHON:-python3}
 torch_spec=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 
 if [ ! -x .venv/bin/python ]; then
-  echo "[setup] creating .venv with $($py --version)"
+  echo "[setup] creating .venv with $("$py" --version)"
   "$py" -m venv .venv
 fi
 echo "[setup] installing $torch_spec and dependencies"

@@ -1,25 +1,6 @@
-# Generated layout: mmdet's bundled base config + our TimmBackbone. Paths to COCO 2017 are the variables below
-# (or `python detection/train.py CONFIG --data-root /path/to/coco/`). Backbone weights: `pretrained` (an
-# `etrain train` run dir / checkpoint, an export from detection/tools/export_mmdet.py, or a timm state dict),
-# or `--backbone-weights PATH [--ema]` on detection/train.py.
-_base_ = 'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py'
-
-data_root = 'data/coco/'  # holds annotations/instances_{train,val}2017.json, train2017/, val2017/
-train_dataloader = dict(dataset=dict(data_root=data_root))
-val_dataloader = dict(dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
-custom_imports = dict(imports=['etrain_mmdet'], allow_failed_imports=False)
-pretrained = None  # weights for the backbone; None = random init
-weights = 'auto'  # etrain checkpoints: 'ema' | 'model' | 'auto' (EMA when present)
+# timm ResNet-50 (stem + stage 1 frozen, BN eval) with mmdet's SGD; detector, data, weights: the _base_
+_base_ = './_base_/cascade-mask-rcnn_timm_1x.py'
 
 model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='TimmBackbone',
-        model_name='resnet50',
-        out_strides=(4, 8, 16, 32), frozen_stages=1, norm_eval=True,
-        checkpoint=pretrained,
-        weights=weights),
+    backbone=dict(model_name='resnet50', out_strides=(4, 8, 16, 32), frozen_stages=1, norm_eval=True),
     neck=dict(in_channels=[256, 512, 1024, 2048]))

@@ -1,0 +1,15 @@
+# Cascade Mask R-CNN + FPN, multi-scale 3x: mmdet's bundled R-50 config, backbone replaced by a TimmBackbone.
+# The configs inheriting this file state only the timm model, its output strides, the FPN inputs and
+# (Swin / ConvNeXt) AdamW.
+_base_ = ['mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py', './timm.py']
+
+# COCO 2017 (or `python detection/train.py CONFIG --data-root /path/to/coco/`, which rewrites all of these).
+data_root = 'data/coco/'  # holds annotations/instances_{train,val}2017.json, train2017/, val2017/
+train_dataloader = dict(dataset=dict(dataset=dict(data_root=data_root)))  # 3x: RepeatDataset(times=3)
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+
+model = dict(
+    backbone=dict(_delete_=True, type='TimmBackbone', checkpoint=_base_.pretrained, weights=_base_.weights))
