@@ -225,6 +225,38 @@ def test_setup_py_force_cuda_0_builds_a_cpu_library(tmp_path):
     assert torch.equal(torch.load(tmp_path / "y.pt"), et.lowfreq_crop(x, 8))
 
 
+
+def _setup_env_install_args():
+    """The flags scripts/setup_env.sh passes to `pip install ... -e .` (the line that builds the extension)."""
+    lines = [ln.split() for ln in open(os.path.join(REPO, "scripts", "setup_env.sh"))
+             if ln.strip().startswith(".venv/bin/pip install") and ln.rstrip().endswith("-e .")]
+    assert len(lines) == 1, "setup_env.sh should build the extension with one `pip install ... -e .` line"
+    return lines[0][1:]
+
+
+def test_setup_env_editable_install_builds_in_place(tmp_path):
+    """setup_env.sh's own editable-install command, run on a copy into a separate prefix: it must build through
+    setuptools' PEP 660 hook with the environment's torch (no isolated build env, where torch is missing, which is
+    where `setup.py develop` ends up under setuptools >= 80) and leave an importable _C in the source tree."""
+    args = _setup_env_install_args()
+    assert "--no-build-isolation" in args and "--use-pep517" in args, args
+    for name in ("setup.py", "buildtools", "csrc", "efficienttrain_ext"):
+        src = os.path.join(REPO, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("_C*.so", "__pycache__"))
+        else:
+            shutil.copy(src, tmp_path)
+    env = _build_env(FORCE_CUDA="0", MAX_JOBS=os.environ.get("MAX_JOBS", "2"), PIP_NO_INDEX="1")
+    proc = subprocess.run([sys.executable, "-m", "pip", *args, "--prefix", str(tmp_path / "prefix")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    assert glob.glob(str(tmp_path / "efficienttrain_ext" / "_C*.so")), "the extension was not built in place"
+    run = subprocess.run([sys.executable, "-c", "import efficienttrain_ext as et; print(et.__file__)"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert run.returncode == 0 and run.stdout.strip().startswith(str(tmp_path)), run.stdout + run.stderr[-3000:]
+
+
 # ------------------------------------------------------------------------------------- set-up scripts
 # The scripts take interpreter / output paths from the caller and cd elsewhere: a relative path must keep meaning
 # what it meant in the caller's directory (scripts/abs_path.sh).

@@ -24,7 +24,10 @@ if [ -d /usr/local/cuda ] && [ -z "${CUDA_HOME:-}" ]; then export CUDA_HOME=/usr
 export MAX_JOBS=${MAX_JOBS:-2}
 echo "[setup] building the extension (FORCE_CUDA=${FORCE_CUDA:-auto}, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-auto})"
 start=$(date +%s)
-.venv/bin/pip install -q --no-build-isolation --no-deps -e .
+# --use-pep517: an editable install through setuptools' PEP 660 hook. Without it pip falls back to
+# `setup.py develop`, which setuptools >= 80 turns into a nested `pip install -e . --use-pep517` *with* build
+# isolation, where torch is missing (the build then stops with "No module named 'torch'").
+.venv/bin/pip install -q --no-build-isolation --no-deps --use-pep517 -e .
 echo "[setup] built in $(( $(date +%s) - start )) s; CUDA kernels: $(.venv/bin/python -c 'import efficienttrain_ext as e; print(e.built_with_cuda())')"
 
 fm=/usr/share/datasets/fashion-mnist
