@@ -99,6 +99,7 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-benchmark", "hypothesis", "scikit-image", "tensorboard"],
         "detection": ["mmengine==0.10.7", "mmdet==3.3.0"],
+        "integrations": ["lightning>=2.4"],  # efficienttrain_ext.integrations.lightning
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},
