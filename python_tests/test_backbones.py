@@ -18,7 +18,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import efficienttrain_ext.models  # noqa: F401  (registers cswin_*)
-from efficienttrain_ext.curriculum import plan, size_rule_for_model, switch_input_size
+from efficienttrain_ext.curriculum import etpp_family, plan, size_rule_for_model, switch_input_size
 from efficienttrain_ext.curriculum.flops import flop_counter, forward_flops_per_image, train_flops_per_image
 from efficienttrain_ext.curriculum.sizes import current_input_size
 from efficienttrain_ext.errors import ScheduleError
@@ -83,6 +83,14 @@ def test_size_rule_and_every_stage_size_runs(family):
     if step > 2:  # a structural step: other sizes are refused before anything trains
         with pytest.raises(ScheduleError, match=f"not a multiple of {step}"):
             rule.check(FINAL - step // 2)
+
+
+@pytest.mark.parametrize("family,expected", [("resnet", "cnn"), ("convnext", "convnext"), ("deit", "deit"),
+                                               ("swin", "cnn"), ("pvt_v2", "cnn"), ("caformer", "cnn"),
+                                               ("cswin", "cnn")])
+def test_efficienttrain_pp_size_list_family(family, expected):
+    # PyramidVisionTransformerV2 is hierarchical (stride-4 stem, four stages): the CNN list, not DeiT's
+    assert etpp_family(_model(family)) == expected
 
 
 # ---------------------------------------------------------------------------------------------- B, switch, v

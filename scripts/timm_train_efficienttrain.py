@@ -5,7 +5,7 @@
         [--et-curriculum efficienttrain] [--et-import my_models] -- <train.py's usual arguments>
 
 timm's ``train.py`` is not part of the timm wheel; pass the one of your checkout (it is imported as a module, not
-copied). Its loop runs unchanged; five of its functions are wrapped:
+copied). Its loop runs unchanged; four of its functions are wrapped:
 
 * ``_parse_args``: the curriculum takes over RandAugment (``--aa``, its m then follows the schedule) and random
   erasing (``--reprob``/``--remode``/``--recount``), which must come after the crop, so the loader does neither (nor

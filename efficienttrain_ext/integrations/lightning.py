@@ -134,6 +134,9 @@ class EfficientTrain(Callback):
             return pl_module.get_submodule(self._targets[0])
         if self.model_path is not None:
             return pl_module.get_submodule(self.model_path)
+        for mod in pl_module.modules():  # a model that states its sizes (input_size_rule, a timm pretrained_cfg)
+            if callable(getattr(mod, "input_size_rule", None)) or getattr(mod, "pretrained_cfg", None):
+                return mod
         return pl_module
 
     def _emas_of(self, pl_module: nn.Module, target: nn.Module) -> list[nn.Module]:
