@@ -102,6 +102,7 @@ setup(
         # data.loader: dali (NVIDIA DALI, CUDA 13 build; its CPU backend runs without a GPU), data.dataset: wds
         "data": ['nvidia-dali-cuda130; platform_system == "Linux"', "webdataset"],
         "demo": ["scikit-image", "scikit-learn"],  # scripts/make_photo_patches.py
+        "integrations": ["lightning>=2.4"],  # efficienttrain_ext.integrations.lightning
     },
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(no_python_abi_suffix=True)},

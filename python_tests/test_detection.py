@@ -168,6 +168,9 @@ def test_config_optimizer_and_schedule(path):
     ("resnet50", dict(), (8, 16, 32), (512, 1024, 2048)),
     ("swin_tiny_patch4_window7_224", dict(out_strides=(4, 8, 16, 32)), (4, 8, 16, 32), (96, 192, 384, 768)),
     ("convnext_tiny", dict(out_indices=(1, 2, 3)), (8, 16, 32), (192, 384, 768)),
+    ("pvt_v2_b0", dict(out_strides=(4, 8, 16, 32)), (4, 8, 16, 32), (32, 64, 160, 256)),
+    ("caformer_s18", dict(), (8, 16, 32), (128, 320, 512)),
+    ("cswin_tiny_224", dict(out_strides=(4, 8, 16, 32)), (4, 8, 16, 32), (64, 128, 256, 512)),
 ])
 def test_feature_shapes_and_strides(name, kw, strides, channels):
     bb = TimmBackbone(model_name=name, **kw).eval()

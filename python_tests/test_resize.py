@@ -131,3 +131,20 @@ def test_switch_back_and_forth_keeps_training_and_view_is_a_copy():
     for k, v in model.state_dict().items():
         assert torch.equal(v, snapshot[k])
     assert resized_view(model, 64) is model
+
+
+def test_switch_keeps_requires_grad_and_repoints_every_optimizer():
+    # timm makes the new pos_embed with requires_grad=True: a frozen one (or an EMA copy) must stay frozen
+    model = _make("deit_tiny_patch16_224")
+    ema = copy.deepcopy(model).requires_grad_(False)
+    model.pos_embed.requires_grad_(False)
+    head = torch.optim.SGD(model.head.parameters(), lr=0.1, momentum=0.9)
+    rest = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("head")], lr=1e-3)
+    _train_steps(model, head, 64, n=1)
+    rest.step()
+    blocks = model.blocks[0].attn.qkv.weight
+    assert switch_input_size(model, 32, [head, rest], [ema]) == ["pos_embed"]
+    assert not model.pos_embed.requires_grad and not any(p.requires_grad for p in ema.parameters())
+    assert model.pos_embed in {p for g in rest.param_groups for p in g["params"]}  # re-pointed in the one holding it
+    assert blocks is model.blocks[0].attn.qkv.weight and blocks in rest.state
+    assert {p for g in head.param_groups for p in g["params"]} == set(model.head.parameters())

@@ -14,6 +14,11 @@ from torch import nn
 
 from .weights import WeightsError, load_into_features, load_source
 
+try:  # efficienttrain_ext's own timm models (CSWin): registered when the package is importable
+    import efficienttrain_ext.models  # noqa: F401
+except ImportError:  # pragma: no cover - detection glue used without efficienttrain_ext
+    pass
+
 __all__ = ["TimmBackbone"]
 
 
@@ -60,7 +65,7 @@ class TimmBackbone(BaseModule):
         _check_model_name(model_name)
         self.model_name = model_name
         model_kwargs.pop("num_classes", None)
-        if "swin" in model_name:  # any input size (mmdet pads to a multiple of 32), masks built per forward
+        if "swin" in model_name:  # Swin, CSWin: any input size (mmdet pads to 32), masks built per forward
             model_kwargs.setdefault("dynamic_img_size", True)
         probe = timm.create_model(model_name, pretrained=False, features_only=True, **model_kwargs)
         reductions = probe.feature_info.reduction()

@@ -329,7 +329,8 @@ def etpp_family(model_or_name: Any) -> str:
         name = type(model_or_name).__name__.lower()
     if "convnext" in name:
         return "convnext"
-    if name.startswith(("deit", "vit")) or "visiontransformer" in name:
+    # timm's VisionTransformer / VisionTransformerDistilled (not PyramidVisionTransformerV2: a hierarchical model)
+    if name.startswith(("deit", "vit", "visiontransformer")):
         return "deit"
     return "cnn"
 

@@ -33,32 +33,45 @@ def _unwrap(model: nn.Module) -> nn.Module:
 def switch_input_size(
     model: nn.Module,
     size: int,
-    optimizer: torch.optim.Optimizer | None = None,
+    optimizer: torch.optim.Optimizer | Iterable[torch.optim.Optimizer] | None = None,
     emas: Iterable[nn.Module] = (),
 ) -> list[str]:
     """Rebuild ``model`` (in place) for ``size`` x ``size`` inputs; returns the names of replaced Parameters.
 
-    ``emas`` are model copies (e.g. ``ModelEmaV3.module``) resized the same way. A DDP wrapper must be rebuilt
-    by the caller afterwards when Parameters were replaced (it holds references to the old ones).
+    ``optimizer``: one optimizer or several (e.g. Lightning's ``trainer.optimizers``), each re-pointed at the new
+    Parameters. ``emas`` are model copies (e.g. ``ModelEmaV3.module``) resized the same way. A DDP wrapper must be
+    rebuilt by the caller afterwards when Parameters were replaced (it holds references to the old ones).
     """
     model = _unwrap(model)
     emas = [_unwrap(e) for e in emas]
     if not can_resize(model) or current_input_size(model) == size:
         return []
+    optimizers = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else list(optimizer or ())
     before = _named_params(model)
-    has_state = optimizer is not None and any(optimizer.state.get(p) for p in before.values())
+    has_state = any(opt.state.get(p) for opt in optimizers for p in before.values())
     template = copy.deepcopy(model) if has_state else None  # pre-switch copy on which state resampling is replayed
 
-    model.set_input_size(img_size=(size, size))
+    _resize_keeping_flags(model, size)
     for ema in emas:
-        ema.set_input_size(img_size=(size, size))
+        _resize_keeping_flags(ema, size)
     after = _named_params(model)
     if set(after) != set(before):
         raise RuntimeError(f"set_input_size changed the parameter names: {sorted(set(after) ^ set(before))}")
     replaced = [n for n in before if after[n] is not before[n]]
-    if optimizer is not None and replaced:
-        _repoint_optimizer(optimizer, before, after, replaced, template, size)
+    for opt in optimizers if replaced else ():
+        _repoint_optimizer(opt, before, after, replaced, template, size)
     return replaced
+
+
+def _resize_keeping_flags(model: nn.Module, size: int) -> None:
+    """``set_input_size``, with each replaced Parameter as trainable as the one it replaces (timm makes new
+    Parameters with ``requires_grad=True``: a frozen ``pos_embed`` or an EMA copy would silently start training,
+    and DDP would then wait for gradients that never come)."""
+    flags = {n: p.requires_grad for n, p in _named_params(model).items()}
+    model.set_input_size(img_size=(size, size))
+    for n, p in _named_params(model).items():
+        if n in flags and p.requires_grad != flags[n]:
+            p.requires_grad_(flags[n])
 
 
 def _repoint_optimizer(

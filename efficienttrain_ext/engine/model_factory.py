@@ -78,4 +78,6 @@ def create_model(cfg: Config, num_classes: int) -> nn.Module:
     try:
         return timm.create_model(name, num_classes=num_classes, **kwargs)
     except TypeError as e:
-        raise TrainError(f"model {name!r} does not accept {sorted(kwargs)}: {e}") from e
+        hint = "; a model without stochastic depth needs model.drop_path=null" if "drop_path_rate" in kwargs else ""
+        raise TrainError(f"model {name!r} cannot be built with {sorted(kwargs)}: {e}{hint}; a factory registered "
+                         "with timm is also given timm's pretrained_cfg, pretrained_cfg_overlay and cache_dir (take **kwargs)") from e

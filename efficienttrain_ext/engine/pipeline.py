@@ -82,13 +82,15 @@ class BatchPipeline:
             x = resize_to(x, size, self.resize)
         return (x - self.mean) / self.std
 
-    def train(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float):
-        """A training batch at input size ``size`` and RandAugment magnitude ``magnitude``."""
+    def train(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float,
+              generator: torch.Generator | None = None):
+        """A training batch at input size ``size`` and RandAugment magnitude ``magnitude`` (RandAugment's draws from
+        ``generator``, a CPU generator, when given; else torch's global one)."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if self.randaugment is not None:
             self.randaugment.magnitude = magnitude
-            x = self.randaugment(x)
+            x = self.randaugment(x, generator)
         x = self._to_float(x, size)
         if self.erasing is not None:
             x = self.erasing(x)
