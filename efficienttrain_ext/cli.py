@@ -1,4 +1,4 @@
-"""``etrain`` command line: ``train``, ``schedule``, ``search`` and ``plot``.
+"""``etrain`` command line: ``train``, ``schedule``, ``search``, ``plot`` and ``compare``.
 
 Every user-facing error (an :class:`~efficienttrain_ext.errors.EtrainError`) is printed as one line and ends the
 command with exit status 2.
@@ -16,6 +16,7 @@ from .config import Config, apply_overrides, config_from_dict, load_config
 from .curriculum.flops import flops_by_size
 from .curriculum.tables import schedule_table
 from .engine import checkpoint as ckpt_io
+from .engine.compare import run_compare
 from .engine.model_factory import create_model
 from .engine.plots import compare_table, plot_runs
 from .engine.search_runner import run_search
@@ -97,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="plot accuracy vs wall time and the schedules of one or more runs")
     p.add_argument("runs", nargs="+", help="run directories")
     p.add_argument("-o", "--out", help="output directory for the PNGs (default: the first run directory)")
+    p = sub.add_parser("compare", help="train one configuration with several curricula x seeds; mean +- std table "
+                       "(CSV, Markdown) and accuracy-vs-time plot (docs/results.md)")
+    p.add_argument("-c", "--config", help="YAML preset (see configs/); --set overrides it")
+    p.add_argument("--curricula", required=True, action="append", type=_str_list, metavar="SPEC,SPEC,...",
+                   help="curriculum specs NAME[@KEY=VALUE...]: efficienttrain, none, FILE.yaml, "
+                   "efficienttrain@resize=bilinear, none@cost=efficienttrain (equal predicted compute), ...")
+    p.add_argument("--seeds", type=_int_list, default=[0], metavar="S1,S2,...", help="train.seed values (default 0)")
+    p.add_argument("--output", required=True, help="comparison directory (one subdirectory per curriculum and seed)")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs that exist (default: finished runs are "
+                   "read, interrupted ones resumed)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config entry for every run; repeatable")
     return parser
 
 
@@ -105,6 +118,10 @@ def _int_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -153,9 +170,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    run_compare(_config(args), [s for group in args.curricula for s in group], args.seeds, args.output,
+                overwrite=args.overwrite)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot}
+    handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot,
+                "compare": _cmd_compare}
     try:
         return handlers[args.command](args)
     except EtrainError as e:
