@@ -1,4 +1,4 @@
-"""``etrain`` command line: ``train``, ``schedule``, ``search``, ``plot`` and ``compare``.
+"""``etrain`` command line: ``train``, ``schedule``, ``search``, ``plot``, ``compare`` and ``analyze``.
 
 Every user-facing error (an :class:`~efficienttrain_ext.errors.EtrainError`) is printed as one line and ends the
 command with exit status 2.
@@ -12,6 +12,7 @@ from typing import Sequence
 
 import yaml
 
+from .analysis.runner import run_analyze
 from .config import Config, apply_overrides, config_from_dict, load_config
 from .curriculum.flops import flops_by_size
 from .curriculum.tables import schedule_table
@@ -110,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
                    "read, interrupted ones resumed)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config entry for every run; repeatable")
+    p = sub.add_parser("analyze", help="accuracy of checkpoints on low-/high-pass filtered validation images and "
+                       "linear CKA between two models' layers (docs/analysis.md)")
+    p.add_argument("checkpoints", nargs="+", help="etrain checkpoints or run directories (their last.pt), or plain "
+                   "timm state-dict files (.pth/.safetensors: give the model with -c / --set model.name=...)")
+    p.add_argument("-c", "--config", help="configuration of the evaluation data (default: the first checkpoint's)")
+    p.add_argument("--lowpass", type=_int_list, default=[], metavar="R1,R2,...", help="low-pass radii")
+    p.add_argument("--highpass", type=_int_list, default=[], metavar="R1,R2,...", help="high-pass radii")
+    p.add_argument("--cka", action="store_true", help="linear CKA between the first two checkpoints' layers")
+    p.add_argument("--cka-images", type=int, default=512, help="validation images for CKA (default 512)")
+    p.add_argument("--cka-layers", type=_str_list, metavar="NAME,...", help="module names (default: the model's "
+                   "feature stages and its output)")
+    p.add_argument("--weights", choices=["model", "ema"], default="model", help="which weights of an etrain "
+                   "checkpoint (default: the trained model)")
+    p.add_argument("--labels", type=_str_list, metavar="NAME,...", help="one name per checkpoint")
+    p.add_argument("--batch-size", type=int, help="evaluation batch (default train.batch_size)")
+    p.add_argument("--output", required=True, help="directory for the tables and plots")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config entry (the data, e.g. data.val_subset=1000); repeatable")
     return parser
 
 
@@ -176,10 +195,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    run_analyze(args.checkpoints, args.output, config=args.config, overrides=args.overrides, lowpass=args.lowpass,
+                highpass=args.highpass, cka=args.cka, cka_images=args.cka_images, cka_layers=args.cka_layers,
+                weights=args.weights, labels=args.labels, batch_size=args.batch_size)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _cmd_train, "schedule": _cmd_schedule, "search": _cmd_search, "plot": _cmd_plot,
-                "compare": _cmd_compare}
+                "compare": _cmd_compare, "analyze": _cmd_analyze}
     try:
         return handlers[args.command](args)
     except EtrainError as e:
