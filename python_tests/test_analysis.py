@@ -193,7 +193,7 @@ def test_etrain_analyze_end_to_end(two_runs, capsys):
     assert cka["images"] == 24 and cka["rows"] == ["act1", "layer1", "layer2", "layer3", "layer4", "output"]
     assert all(0.0 <= v <= 1.0 + 1e-9 for row in cka["matrix"] for v in row)
     # EMA weights differ from the trained ones
-    assert cli.main([*args[:6], "--weights", "ema", "--output", str(out / "ema"), "--set", "train.progress=false"]) == 0
+    assert cli.main([*args[:5], "--weights", "ema", "--output", str(out / "ema"), "--set", "train.progress=false"]) == 0
     ema = json.loads((out / "ema" / "analyze.json").read_text())
     assert ema["spectral"][labels[0]]["none"] == pytest.approx(metrics(base)[-1]["ema_top1"], abs=1e-9)
 

@@ -67,7 +67,10 @@ def _spectral_outputs(out_dir: str, models: Sequence[AnalysedModel], specs, accs
         ax.set_xlabel("radius r (cycles per image)")
         ax.set_ylabel("top-1 (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {kind} radii given", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "spectral.png"))
     print("\n".join(md))
