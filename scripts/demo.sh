@@ -14,7 +14,9 @@
 #   compare.csv, compare.md, compare.json   one row per curriculum: top-1 / EMA top-1 mean ± std, training time,
 #                                           measured and predicted compute
 #   runs.csv                                one row per run
-#   accuracy_vs_time.png, schedules.png     accuracy vs training time (one curve per curriculum), B and m over epochs
+#   accuracy_vs_time.png                    top-1 vs training wall time, one curve per curriculum
+#   accuracy_vs_cpu_time.png                the same vs the training process's CPU time
+#   schedules.png                           B and RandAugment m over the epochs, one curve per curriculum
 #   efficienttrain/seed0/, none/seed0/, none@cost=efficienttrain/seed0/
 #                                           the runs: metrics.jsonl/csv, summary.txt/json, schedule.json,
 #                                           config.yaml, last.pt (and stage*.pt)
