@@ -1,4 +1,5 @@
-"""``etrain`` command line: ``train``, ``mae``, ``finetune``, ``schedule``, ``search``, ``plot`` and ``shards``.
+"""``etrain`` command line: ``train``, ``mae``, ``finetune``, ``schedule``, ``search``, ``plot``, ``shards``,
+``compare`` and ``analyze``.
 
 Every user-facing error (an :class:`~efficienttrain_ext.errors.EtrainError`) is printed as one line and ends the
 command with exit status 2.
@@ -12,11 +13,13 @@ from typing import Sequence
 
 import yaml
 
+from .analysis.runner import run_analyze
 from .config import Config, apply_overrides, config_from_dict, load_config, merge_config_dicts
 from .curriculum.flops import flops_by_size
 from .curriculum.tables import schedule_table
 from .data.shards import write_shards
 from .engine import checkpoint as ckpt_io
+from .engine.compare import run_compare
 from .engine.finetune import FINETUNE_DEFAULTS, LINEAR_PROBE_DEFAULTS, run_finetune, source_model_defaults
 from .engine.mae import MAE_DEFAULTS, run_mae
 from .engine.model_factory import create_model
@@ -131,6 +134,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the order samples are written in (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace shards already in OUT_DIR")
+    p = sub.add_parser("compare", help="train one configuration with several curricula x seeds; mean +- std table "
+                       "(CSV, Markdown) and accuracy-vs-time plot (docs/results.md)")
+    p.add_argument("-c", "--config", help="YAML preset (see configs/); --set overrides it")
+    p.add_argument("--curricula", required=True, action="append", type=_str_list, metavar="SPEC,SPEC,...",
+                   help="curriculum specs NAME[@KEY=VALUE...]: efficienttrain, none, FILE.yaml, "
+                   "efficienttrain@resize=bilinear, none@cost=efficienttrain (equal predicted compute), ...")
+    p.add_argument("--seeds", type=_int_list, default=[0], metavar="S1,S2,...", help="train.seed values (default 0)")
+    p.add_argument("--output", required=True, help="comparison directory (one subdirectory per curriculum and seed)")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs that exist (default: finished runs are "
+                   "read, interrupted ones resumed)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config entry for every run; repeatable")
+    p = sub.add_parser("analyze", help="accuracy of checkpoints on low-/high-pass filtered validation images and "
+                       "linear CKA between two models' layers (docs/analysis.md)")
+    p.add_argument("checkpoints", nargs="+", help="etrain checkpoints or run directories (their last.pt), or plain "
+                   "timm state-dict files (.pth/.safetensors: give the model with -c / --set model.name=...)")
+    p.add_argument("-c", "--config", help="configuration of the evaluation data (default: the first checkpoint's)")
+    p.add_argument("--lowpass", type=_int_list, default=[], metavar="R1,R2,...", help="low-pass radii")
+    p.add_argument("--highpass", type=_int_list, default=[], metavar="R1,R2,...", help="high-pass radii")
+    p.add_argument("--cka", action="store_true", help="linear CKA between the first two checkpoints' layers")
+    p.add_argument("--cka-images", type=int, default=512, help="validation images for CKA (default 512)")
+    p.add_argument("--cka-layers", type=_str_list, metavar="NAME,...", help="module names (default: the model's "
+                   "feature stages and its output)")
+    p.add_argument("--weights", choices=["model", "ema"], default="model", help="which weights of an etrain "
+                   "checkpoint (default: the trained model)")
+    p.add_argument("--labels", type=_str_list, metavar="NAME,...", help="one name per checkpoint")
+    p.add_argument("--batch-size", type=int, help="evaluation batch (default train.batch_size)")
+    p.add_argument("--output", required=True, help="directory for the tables and plots")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config entry (the data, e.g. data.val_subset=1000); repeatable")
     return parser
 
 
@@ -139,6 +172,10 @@ def _int_list(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _config(args: argparse.Namespace, base: dict | None = None, flags: dict[str, str] | None = None) -> Config:
@@ -228,10 +265,24 @@ def _cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    run_compare(_config(args), [s for group in args.curricula for s in group], args.seeds, args.output,
+                overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    run_analyze(args.checkpoints, args.output, config=args.config, overrides=args.overrides, lowpass=args.lowpass,
+                highpass=args.highpass, cka=args.cka, cka_images=args.cka_images, cka_layers=args.cka_layers,
+                weights=args.weights, labels=args.labels, batch_size=args.batch_size)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": _cmd_train, "mae": _cmd_mae, "finetune": _cmd_finetune, "schedule": _cmd_schedule,
-                "search": _cmd_search, "plot": _cmd_plot, "shards": _cmd_shards}
+                "search": _cmd_search, "plot": _cmd_plot, "shards": _cmd_shards, "compare": _cmd_compare,
+                "analyze": _cmd_analyze}
     try:
         return handlers[args.command](args)
     except EtrainError as e:

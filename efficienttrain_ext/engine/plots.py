@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ..curriculum.schedules import Schedule
 from .metrics import read_metrics
 
-__all__ = ["plot_runs", "compare_table", "new_figure"]
+__all__ = ["plot_runs", "plot_schedules", "compare_table", "new_figure"]
 
 
 def new_figure(figsize=(6.4, 4.4), nrows: int = 1, sharex: bool = False):
@@ -80,16 +80,24 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
     acc_path = os.path.join(out_dir, "accuracy_vs_time.png")
     fig.savefig(acc_path)
 
+    sched_path = plot_schedules(runs, os.path.join(out_dir, "schedule.png"))
+    return [acc_path, sched_path]
+
+
+def plot_schedules(runs: Sequence[str], path: str, labels: Sequence[str] | None = None) -> str:
+    """Input size B and RandAugment m over the epochs of each run's ``schedule.json``, written to ``path``
+    (``labels``: one legend entry per run; default: the run directory and curriculum names)."""
     fig, (ax_b, ax_m) = new_figure((6.4, 5.0), nrows=2, sharex=True)
-    for run, _ in data:
+    for i, run in enumerate(runs):
         sched = _schedule(run)
+        label = labels[i] if labels is not None else _label(run)
         if sched is None:
             continue
         x = [st.start for st in sched.stages] + [sched.epochs]
-        ax_b.step(x, [st.size for st in sched.stages] + [sched.stages[-1].size], where="post", label=_label(run))
+        ax_b.step(x, [st.size for st in sched.stages] + [sched.stages[-1].size], where="post", label=label)
         steps = 200  # m(t) drawn at fine resolution: it changes every optimisation step
         t = [sched.epochs * i / steps for i in range(steps + 1)]
-        ax_m.plot(t, [sched.magnitude_at(i / steps) for i in range(steps + 1)], label=_label(run))
+        ax_m.plot(t, [sched.magnitude_at(i / steps) for i in range(steps + 1)], label=label)
     ax_b.set_ylabel("input size B")
     ax_b.grid(alpha=0.3)
     ax_b.legend(fontsize=8)
@@ -98,9 +106,8 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
     ax_m.grid(alpha=0.3)
     fig.suptitle("schedule")
     fig.tight_layout()
-    sched_path = os.path.join(out_dir, "schedule.png")
-    fig.savefig(sched_path)
-    return [acc_path, sched_path]
+    fig.savefig(path)
+    return path
 
 
 def compare_table(runs: Sequence[str]) -> str:

@@ -1,0 +1,121 @@
+"""`etrain compare`: spec parsing, cost matching (vs analytic epoch counts and the FLOP-counted schedule cost), and a
+small comparison end to end (tables vs the runs' own metrics, finished runs skipped, interrupted ones resumed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+
+import pytest
+
+from efficienttrain_ext import cli
+from efficienttrain_ext.config import apply_overrides, load_config
+from efficienttrain_ext.curriculum import flops_by_size, plan, stage_costs
+from efficienttrain_ext.engine.compare import COMPARE_FILES, parse_spec, resolve_entries
+from efficienttrain_ext.engine.model_factory import create_model
+from efficienttrain_ext.errors import ConfigError
+
+from _etrain_helpers import FMNIST, metrics
+
+TINY = ["model.name=resnet10t", "data.final_size=32", "train.epochs=10"]
+
+
+def test_parse_spec():
+    e = parse_spec("efficienttrain")
+    assert (e.label, e.curriculum, e.overrides, e.cost_ref) == ("efficienttrain", "efficienttrain",
+                                                                 ["curriculum.name=efficienttrain"], None)
+    e = parse_spec("progressive@progressive.min_scale=0.5@train.epochs=7@resize=area")
+    assert e.overrides == ["curriculum.name=progressive", "curriculum.progressive.min_scale=0.5", "train.epochs=7",
+                           "curriculum.resize=area"]
+    assert e.label == "progressive@progressive.min_scale=0.5@train.epochs=7@resize=area"
+    e = parse_spec("configs/schedules/two_stage_example.yaml@m0=5")
+    assert e.label == "two_stage_example@m0=5" and e.overrides[1] == "curriculum.m0=5"
+    e = parse_spec("none@cost=efficienttrain")
+    assert e.cost_ref == "efficienttrain" and e.overrides == ["curriculum.name=none"]
+    for bad, msg in (("", "no curriculum name"), ("@resize=x", "no curriculum name"), ("none@resize", "KEY=VALUE"),
+                     ("none@name=x", "before the first @")):
+        with pytest.raises(ConfigError, match=msg):
+            parse_spec(bad)
+
+
+def test_cost_matching():
+    base = load_config(None, TINY)
+    got = {e.spec: (e, cfg) for e, cfg in resolve_entries(
+        base, ["none@cost=efficienttrain", "none@cost=0.5", "progressive@cost=efficienttrain",
+               "efficienttrain++@cost=efficienttrain"], 10)}
+    # EfficientTrain's predicted cost, counted here from its schedule and the FLOPs per size
+    model = create_model(base, 10)
+    et = plan("efficienttrain", epochs=10, final_size=32, model=model)
+    _, c_et = stage_costs(et, flops_by_size(model, [s.size for s in et.stages]))
+    assert 0.6 < c_et < 0.9
+    e, cfg = got["none@cost=efficienttrain"]
+    assert cfg.train.epochs == round(10 * c_et) and e.resolved == [f"train.epochs={round(10 * c_et)}"]
+    assert got["none@cost=0.5"][1].train.epochs == 5
+    for spec in ("progressive@cost=efficienttrain", "efficienttrain++@cost=efficienttrain"):
+        e, cfg = got[spec]
+        sched = plan(cfg.curriculum.name, epochs=cfg.train.epochs, final_size=32, model=model,
+                     **cfg.curriculum.schedule_options())
+        _, c = stage_costs(sched, flops_by_size(model, [s.size for s in sched.stages] + [32]))
+        assert c * sched.baseline / 10 == pytest.approx(c_et, abs=0.06), spec
+    e, cfg = got["progressive@cost=efficienttrain"]
+    assert cfg.curriculum.progressive.min_scale < 160 / 224 and cfg.train.epochs == 10
+    for specs, msg in ((["none", "none"], "listed twice"), (["none@cost=bogus"], "unknown curriculum"),
+                       (["none@cost=-1"], "positive"), (["none@optim.nope=1"], "unknown key")):
+        with pytest.raises(ConfigError, match=msg):
+            resolve_entries(base, specs, 10)
+
+
+def _compare_args(out, *extra):
+    sets = ["model.name=resnet10t", "data.final_size=32", "train.epochs=3", "train.batch_size=16",
+            "data.train_subset=32", "data.val_subset=32", "data.workers=0", "train.progress=false",
+            "train.deterministic=true", f"data.root={FMNIST}"]
+    return ["compare", "--curricula", "none,efficienttrain", "--curricula", "none@cost=efficienttrain",
+            "--seeds", "0,1", "--output", str(out), *[a for s in sets for a in ("--set", s)], *extra]
+
+
+def test_compare_end_to_end(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert cli.main(_compare_args(out)) == 0
+    for f in COMPARE_FILES:
+        assert (out / f).stat().st_size > 0, f
+    res = json.loads((out / "compare.json").read_text())
+    labels = ["none", "efficienttrain", "none@cost=efficienttrain"]
+    assert [t["curriculum"] for t in res["curricula"]] == labels and res["reference"] == "none"
+    for t in res["curricula"]:  # mean and sample std over the seeds, from each run's own metrics
+        finals = [metrics(out / t["curriculum"] / f"seed{s}")[-1] for s in (0, 1)]
+        assert t["seeds"] == 2
+        for key in ("top1", "ema_top1", "train_time_total"):
+            vals = [r[key] for r in finals]
+            col = "train_time" if key == "train_time_total" else key
+            assert t[f"{col}_mean"] == pytest.approx(statistics.fmean(vals))
+            assert t[f"{col}_std"] == pytest.approx(statistics.stdev(vals))
+    by = {t["curriculum"]: t for t in res["curricula"]}
+    assert by["none"]["predicted_mean"] == pytest.approx(1.0) and by["none"]["measured"] == pytest.approx(1.0)
+    assert by["none@cost=efficienttrain"]["epochs"] == 2  # round(3 * cost) with cost ~0.7
+    assert by["none@cost=efficienttrain"]["predicted_mean"] == pytest.approx(2 / 3)
+    assert 0.6 < by["efficienttrain"]["predicted_mean"] < 0.9
+    assert by["efficienttrain"]["measured"] == pytest.approx(by["efficienttrain"]["train_time_mean"]
+                                                             / by["none"]["train_time_mean"])
+    md = (out / "compare.md").read_text()
+    assert all(f"| {lab} | 2/2 |" in md for lab in labels)
+    capsys.readouterr()
+
+    # again: every run is read, none retrained
+    mtimes = {p: os.path.getmtime(p) for p in out.glob("*/seed*/last.pt")}
+    assert len(mtimes) == 6
+    assert cli.main(_compare_args(out)) == 0
+    assert capsys.readouterr().out.count(": finished") == 6
+    assert {p: os.path.getmtime(p) for p in mtimes} == mtimes
+    # a run that stopped after its last checkpoint but before its summary is resumed, not retrained
+    rows = metrics(out / "efficienttrain" / "seed1")
+    os.unlink(out / "efficienttrain" / "seed1" / "summary.json")
+    assert cli.main(_compare_args(out)) == 0
+    text = capsys.readouterr().out
+    assert text.count(": finished") == 5 and "efficienttrain seed 1: resumed" in text
+    assert metrics(out / "efficienttrain" / "seed1") == rows
+    # another configuration into the same directory: an error, unless --overwrite
+    assert cli.main(_compare_args(out, "--set", "optim.lr=0.01")) == 2
+    assert "different configuration" in capsys.readouterr().err
+    assert cli.main(_compare_args(out, "--seeds", "0,0")) == 2
+    assert "distinct" in capsys.readouterr().err
