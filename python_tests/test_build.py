@@ -351,16 +351,16 @@ def test_demo_sh_with_relative_paths_from_another_directory(tmp_path):
     log = tmp_path / "calls.jsonl"
     env = dict(os.environ, ETRAIN_SKIP_SETUP="1", ETRAIN_PYTHON="venv/bin/python", OUT="out/demo",
                FAKE_PY_LOG=str(log))
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh"), "--epochs", "1"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh"), "--set", "train.epochs=1"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = str(tmp_path / "out" / "demo")
     calls = [c for c in _calls(log) if c["argv"][:2] == ["-m", "efficienttrain_ext.cli"]]
-    assert [c["argv"][2] for c in calls] == ["train", "train", "plot"]
-    assert all(os.path.samefile(c["cwd"], REPO) for c in calls)
-    for c, preset in zip(calls, ("configs/fashion_mnist_demo.yaml", "configs/fashion_mnist_demo_baseline.yaml")):
-        assert c["argv"][3:] == ["-c", preset, "--output", out, "--overwrite", "--epochs", "1"]
-    assert calls[2]["argv"][3:] == [f"{out}/fmnist-efficienttrain", f"{out}/fmnist-baseline", "-o", out]
+    assert [c["argv"][2] for c in calls] == ["compare"]
+    assert os.path.samefile(calls[0]["cwd"], REPO)
+    assert calls[0]["argv"][3:] == ["-c", "configs/fashion_mnist_demo.yaml", "--curricula",
+                                    "efficienttrain,none,none@cost=efficienttrain", "--seeds", "0", "--output", out,
+                                    "--set", "train.epochs=1"]
 
 
 # ------------------------------------------------------------------------------------- demo output check
@@ -380,13 +380,18 @@ def _fake_demo_outputs(out, epochs=2):
         rows = [{"epoch": e, "top1": 10.0 * e} for e in range(1, epochs + 1)]
         (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (d / "summary.json").write_text(json.dumps({"final": rows[-1], "curriculum": curriculum}))
+    labels = list(dict.fromkeys(run.split("/")[0] for run in chk.RUNS))
+    for name in chk.TABLES:
+        (out / name).write_text("x")
+    (out / "compare.json").write_text(json.dumps({"curricula": [{"curriculum": c, "seeds": 1, "of": 1,
+                                                                 "top1_mean": 20.0} for c in labels]}))
     for name in chk.PLOTS:
         (out / name).write_bytes(chk.PNG_MAGIC + bytes(4096))
-    table = ["run                                         top1     ema   train s    wall s train/first cpu/first"]
-    table += [f"{run} ({c})".ljust(40) + "   20.00   20.00      10.0      12.0       1.000     1.000"
-              for run, c in chk.RUNS.items()]
+    table = ["| curriculum | seeds | epochs | B | top-1 (%) | EMA top-1 (%) | train time (s) | measured | cpu | "
+             "predicted |", "|" + "---|" * 10]
+    table += [f"| {c} | 1/1 | 2 | 64 | 20.00 | 20.00 | 10 | 1.000 | 1.000 | 1.000 |" for c in labels]
     log = out.parent / "demo.log"
-    log.write_text("== comparison\nwrote x.png\n" + "\n".join(table) + "\n")
+    log.write_text("compare: [1/3] ...\nwrote x.png\n" + "\n".join(table) + "\n\nmean ± sample std ...\n")
     return chk, log
 
 
@@ -407,16 +412,27 @@ def test_check_demo_outputs_accepts_a_finished_demo_and_names_what_is_missing(tm
         assert proc.returncode == 1 and match in proc.stderr, proc.stdout + proc.stderr
 
     log_text = log.read_text()
-    log.write_text(log_text.replace("fmnist-baseline (none)", "something else"))
-    fails_with("comparison table has no row for fmnist-baseline")
-    log.write_text("== comparison\n")
+    log.write_text(log_text.replace("| none | 1/1", "| something else | 1/1"))
+    fails_with("comparison table has no row for none ")
+    log.write_text(log_text.replace("| none@cost=efficienttrain | 1/1 | 2 | 64 | 20.00", "| none@cost=efficienttrain"
+                                    " | 1/1 | 2 | 64 | -"))
+    fails_with("comparison row of none@cost=efficienttrain has no top-1")
+    log.write_text("compare: [1/3] ...\n")
     fails_with("no comparison table")
     log.write_text(log_text)
+    compare_json = (out / "compare.json").read_text()
+    (out / "compare.json").write_text(compare_json.replace('"seeds": 1, "of": 1, "top1_mean": 20.0}]',
+                                                           '"seeds": 0, "of": 1, "top1_mean": null}]'))
+    fails_with("compare.json: none@cost=efficienttrain has 0 of 1 seeds finished")
+    (out / "compare.json").write_text(compare_json)
+    (out / "runs.csv").unlink()
+    fails_with("missing or empty")
+    (out / "runs.csv").write_text("x")
 
-    base = out / "fmnist-baseline"
+    base = out / "none" / "seed0"
     summary = (base / "summary.json").read_text()
     (base / "summary.json").unlink()  # the baseline run did not finish
-    fails_with("fmnist-baseline: missing or empty summary.json")
+    fails_with("none/seed0: missing or empty summary.json")
     (base / "summary.json").write_text(summary)
     metrics = (base / "metrics.jsonl").read_text()
     (base / "metrics.jsonl").write_text(metrics.splitlines()[0] + "\n")  # stopped after epoch 1 of 2
@@ -428,9 +444,9 @@ def test_check_demo_outputs_accepts_a_finished_demo_and_names_what_is_missing(tm
     for name in chk.PLOTS:  # plotted after the runs finished (rewriting summary.json made them look stale)
         os.utime(out / name)
     assert check().returncode == 0
-    os.utime(out / "schedule.png", (1, 1))  # left from an earlier demo
-    fails_with("schedule.png is older than the runs")
-    (out / "schedule.png").write_bytes(b"not a png" * 1000)
-    fails_with("schedule.png is not a plot")
+    os.utime(out / "schedules.png", (1, 1))  # left from an earlier demo
+    fails_with("schedules.png is older than the runs")
+    (out / "schedules.png").write_bytes(b"not a png" * 1000)
+    fails_with("schedules.png is not a plot")
     (out / "accuracy_vs_time.png").unlink()
     fails_with("missing plot")

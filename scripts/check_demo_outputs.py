@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Check that `bash scripts/demo.sh` finished: both training runs complete, comparison table printed, plots written.
+"""Check that `bash scripts/demo.sh` finished: every run of its `etrain compare` complete, tables and plots written.
 
     bash scripts/demo.sh [ARGS] 2>&1 | tee demo.log
     python scripts/check_demo_outputs.py --out runs/demo --log demo.log
@@ -18,14 +18,16 @@ import os
 import re
 import sys
 
-# run directory name -> curriculum it must have been trained with (scripts/demo.sh, configs/fashion_mnist_demo*.yaml)
-RUNS = {"fmnist-efficienttrain": "efficienttrain", "fmnist-baseline": "none"}
+# run directory (OUT/<curriculum spec>/seed<k>, etrain compare) -> the curriculum it must have been trained with;
+# scripts/demo.sh compares these three specs with --seeds 0
+RUNS = {"efficienttrain/seed0": "efficienttrain", "none/seed0": "none", "none@cost=efficienttrain/seed0": "none"}
 # files every finished run directory holds (summary.* are written only after the last epoch)
 RUN_FILES = ("config.yaml", "schedule.json", "metrics.jsonl", "metrics.csv", "summary.txt", "summary.json", "last.pt")
-# `etrain plot RUN... -o OUT` writes these into OUT
-PLOTS = ("accuracy_vs_time.png", "schedule.png")
-# ...and prints the comparison table (efficienttrain_ext/plot.py compare_table): this header, then one row per run
-TABLE_HEADER = re.compile(r"^run\s+top1\s+ema\s+train s\s+wall s\s+train/first\s+cpu/first\s*$")
+# `etrain compare` writes these into OUT (efficienttrain_ext/engine/compare.py COMPARE_FILES)...
+PLOTS = ("accuracy_vs_time.png", "accuracy_vs_cpu_time.png", "schedules.png")
+TABLES = ("compare.csv", "compare.md", "compare.json", "runs.csv")
+# ...and prints the Markdown table (compare.py markdown_table): this header, then one row per curriculum
+TABLE_HEADER = re.compile(r"^\|\s*curriculum\s*\|\s*seeds\s*\|\s*epochs\s*\|")
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -73,17 +75,45 @@ def check_plots(out: str) -> list[str]:
     return problems
 
 
+def _curricula() -> list[str]:
+    return list(dict.fromkeys(run.split("/")[0] for run in RUNS))
+
+
+def check_tables(out: str) -> list[str]:
+    problems = [f"missing or empty {os.path.join(out, name)}" for name in TABLES
+                if not os.path.isfile(os.path.join(out, name)) or os.path.getsize(os.path.join(out, name)) == 0]
+    if problems:
+        return problems
+    with open(os.path.join(out, "compare.json")) as f:
+        rows = {r["curriculum"]: r for r in json.load(f).get("curricula", [])}
+    for label in _curricula():
+        row = rows.get(label)
+        if row is None:
+            problems.append(f"{out}/compare.json: no row for {label}")
+        elif row.get("seeds") != row.get("of") or not isinstance(row.get("top1_mean"), (int, float)):
+            problems.append(f"{out}/compare.json: {label} has {row.get('seeds')} of {row.get('of')} seeds finished "
+                            f"(top-1 {row.get('top1_mean')!r})")
+    return problems
+
+
 def check_table(log: str) -> list[str]:
     with open(log, errors="replace") as f:
-        lines = [line.rstrip("\n") for line in f]
-    heads = [i for i, line in enumerate(lines) if TABLE_HEADER.match(line.strip())]
+        lines = [line.strip() for line in f]
+    heads = [i for i, line in enumerate(lines) if TABLE_HEADER.match(line)]
     if not heads:
-        return [f"{log}: no comparison table (header like 'run  top1  ema  train s ...') in the demo output"]
-    rows = lines[heads[-1] + 1: heads[-1] + 1 + len(RUNS)]
+        return [f"{log}: no comparison table (header like '| curriculum | seeds | epochs | ...') in the demo output"]
+    rows = {}
+    for line in lines[heads[-1] + 2:]:  # after the header and its |---| line
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = cells
     problems = []
-    for run, row in zip(RUNS, rows + [""] * (len(RUNS) - len(rows))):
-        if not row.startswith(run):
-            problems.append(f"{log}: comparison table has no row for {run} (found {row!r})")
+    for label in _curricula():
+        if label not in rows:
+            problems.append(f"{log}: comparison table has no row for {label} (rows: {sorted(rows)})")
+        elif len(rows[label]) < 5 or not re.match(r"^\d+(\.\d+)?", rows[label][4]):
+            problems.append(f"{log}: comparison row of {label} has no top-1 ({' | '.join(rows[label])})")
     return problems
 
 
@@ -96,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     for run, curriculum in RUNS.items():
         problems += check_run(os.path.join(args.out, run), curriculum)
     problems += check_plots(args.out)
+    problems += check_tables(args.out)
     problems += check_table(args.log)
     if problems:
         print("demo outputs: FAILED", *problems, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"demo outputs: ok ({', '.join(RUNS)} finished; {', '.join(PLOTS)} written; comparison table printed)")
+    print(f"demo outputs: ok ({', '.join(RUNS)} finished; {', '.join(TABLES + PLOTS)} written; comparison table "
+          "printed)")
     return 0
 
 
