@@ -12,6 +12,7 @@ import yaml
 
 from efficienttrain_ext import cli
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine import checkpoint as ckpt_io
 
 from _etrain_helpers import FMNIST, TINY_VIT, make_image_folder, metrics, tiny_args
 
@@ -115,6 +116,20 @@ def test_resume_from_another_config_and_existing_run_dir(tmp_path, capsys):
     assert cli.main([*args, "--resume", str(tmp_path / "r"), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "different configuration" in err and "optim.lr" in err
+    # a checkpoint of an older version, written before the mae section existed: the section takes its defaults
+    # and the run resumes; a key this version does not know is a clear error
+    last = tmp_path / "r" / "last.pt"
+    ck = ckpt_io.load(last)
+    ck["config"].pop("mae")
+    ck["fingerprint"] = ckpt_io.fingerprint({s: v for s, v in ck["config"].items()})
+    ckpt_io.save_atomic(ck, last)
+    assert cli.main([*args, "--resume", str(tmp_path / "r")]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    ck["config"]["train"]["from_the_future"] = 1
+    ckpt_io.save_atomic(ck, last)
+    assert cli.main([*args, "--resume", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "train.from_the_future: unknown key" in err, err
     # a file that is not a checkpoint
     junk = tmp_path / "junk.pt"
     torch.save({"hello": 1}, junk)

@@ -29,7 +29,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
 from tqdm import tqdm
 
-from ..config import Config, config_to_dict, config_yaml, trajectory_dict
+from ..config import Config, config_from_dict, config_to_dict, config_yaml, trajectory_dict
 from ..curriculum import plan as curriculum_plan
 from ..curriculum.flops import flops_by_size
 from ..curriculum.replay import replay_batches
@@ -38,7 +38,7 @@ from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
 from ..curriculum.tables import schedule_table, stage_costs
 from ..data import Datasets, build_datasets
-from ..errors import TrainError
+from ..errors import ConfigError, TrainError
 from . import checkpoint as ckpt_io
 from .atomic import write_text_atomic
 from .distributed import DistInfo, all_agree, all_sum, all_union, init_distributed, resolve_device, seed_all
@@ -220,11 +220,19 @@ class Trainer:
     def _load_resume(self, path: str) -> dict[str, Any]:
         ck = ckpt_io.load(path)
         if ck["fingerprint"] != ckpt_io.fingerprint(trajectory_dict(self.cfg)):
-            theirs, ours = ck["config"], config_to_dict(self.cfg)
+            # A checkpoint of an older version lacks the keys added since; validated again they take their
+            # defaults (which keep the old behaviour), so only a real difference refuses the resume.
+            try:
+                theirs = trajectory_dict(config_from_dict(ck["config"]))
+            except ConfigError as e:
+                raise TrainError(f"checkpoint {path} was written by a configuration this version cannot read: "
+                                 f"{e}") from None
+            ours = trajectory_dict(self.cfg)
             diff = [f"{s}.{k}: {theirs.get(s, {}).get(k)!r} -> {v!r}" for s, sec in ours.items()
                     for k, v in sec.items() if theirs.get(s, {}).get(k) != v]
-            raise TrainError(f"checkpoint {path} was written by a different configuration; differences: "
-                             + ("; ".join(diff) or "(in keys this version does not know)"))
+            if diff:
+                raise TrainError(f"checkpoint {path} was written by a different configuration; differences: "
+                                 + "; ".join(diff))
         if ck["world_size"] != self.info.world:
             raise TrainError(f"checkpoint {path} was written by {ck['world_size']} processes, this run has "
                              f"{self.info.world}: an exact resume needs the same world size")
