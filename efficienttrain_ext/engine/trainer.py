@@ -270,7 +270,9 @@ class Trainer:
             ckpt_io.save_atomic(state, os.path.join(self.run_dir, name))
 
     def _restore(self, ck: dict[str, Any]) -> None:
-        if ck.get("schedule") != self.schedule.to_dict():
+        # checkpoints older than the stored schedule cannot be checked: their configuration matched, which is
+        # what the check was before
+        if "schedule" in ck and ck["schedule"] != self.schedule.to_dict():
             raise TrainError(f"the curriculum {self.cfg.curriculum.name!r} gives other stages than when the checkpoint "
                              "was written (was its schedule file edited?); an exact resume needs the same schedule")
         try:
