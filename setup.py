@@ -6,6 +6,7 @@ Environment:
   TORCH_CUDA_ARCH_LIST  architectures to compile for (e.g. "9.0"); unset with no GPU visible: the documented
                         default of buildtools/cuda_arch.py (8.0;9.0;10.0;12.0+PTX)
   MAX_JOBS              parallel compile jobs (ninja)
+  CUDA_HOME             the CUDA toolkit; unset: buildtools/cuda_home.py finds it (nvcc on PATH, /usr/local/cuda)
 """
 
 import glob
@@ -15,12 +16,20 @@ import sysconfig
 
 from setuptools import find_packages, setup
 
-import torch
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from buildtools.cuda_arch import ArchError, resolve_arch_list  # noqa: E402
+from buildtools.cuda_home import find_cuda_home  # noqa: E402
+
+# torch reads CUDA_HOME when cpp_extension is imported; its own guess from an nvcc wrapper on PATH links nowhere
+if os.environ.get("FORCE_CUDA") != "0" and not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
+    _toolkit = find_cuda_home(os.environ)
+    if _toolkit:
+        os.environ["CUDA_HOME"] = _toolkit
+        print(f"efficienttrain_ext: CUDA_HOME not set, using the CUDA toolkit at {_toolkit}")
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 
 def _want_cuda() -> bool:

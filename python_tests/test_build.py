@@ -16,6 +16,8 @@ from _etrain_helpers import REPO
 sys.path.insert(0, REPO)
 from buildtools import cuda_arch  # noqa: E402
 from buildtools.cuda_arch import ArchError, default_arch_list, parse_arch_list, resolve_arch_list  # noqa: E402
+from buildtools import build_stamp  # noqa: E402
+from buildtools.cuda_home import find_cuda_home  # noqa: E402
 
 
 def test_library_loaded_and_ops_registered():
@@ -116,6 +118,82 @@ def _cuda_toolkit_and_cuda_torch():
     from torch.utils.cpp_extension import CUDA_HOME
 
     return CUDA_HOME is not None and torch.version.cuda is not None, CUDA_HOME
+
+
+# ------------------------------------------------------------------------------------- buildtools/cuda_home.py
+def _toolkit(path):
+    (path / "include").mkdir(parents=True)
+    (path / "include" / "cuda_runtime.h").write_text("")
+    (path / "bin").mkdir()
+    (path / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    (path / "bin" / "nvcc").chmod(0o755)
+    return path
+
+
+def test_find_cuda_home_sees_through_an_nvcc_wrapper(tmp_path):
+    """nvcc on PATH as a wrapper script outside the toolkit (this machine's /usr/local/bin/nvcc): torch would take
+    /usr/local and fail to link -lcudart; the toolkit the wrapper runs is chosen."""
+    kit = _toolkit(tmp_path / "cuda-13.0")
+    (tmp_path / "bin").mkdir()
+    wrapper = tmp_path / "bin" / "nvcc"
+    wrapper.write_text(f'#!/bin/sh\nexec {kit}/bin/nvcc "$@"\n')
+    none = str(tmp_path / "no-default")
+    assert find_cuda_home({}, which=lambda _: str(wrapper), default=none) == str(kit)
+    # a symlink into the toolkit, the default location, a user's setting (kept as given), nothing at all
+    (tmp_path / "link").mkdir()
+    os.symlink(kit / "bin" / "nvcc", tmp_path / "link" / "nvcc")
+    assert find_cuda_home({}, which=lambda _: str(tmp_path / "link" / "nvcc"), default=none) == str(kit)
+    assert find_cuda_home({}, which=lambda _: None, default=str(kit)) == str(kit)
+    assert find_cuda_home({"CUDA_HOME": "/opt/mine"}, which=lambda _: str(wrapper)) == "/opt/mine"
+    assert find_cuda_home({"CUDA_PATH": "/opt/path"}, which=lambda _: None) == "/opt/path"
+    assert find_cuda_home({}, which=lambda _: None, default=none) is None
+    assert find_cuda_home({}, which=lambda _: str(tmp_path / "missing" / "bin" / "nvcc"), default=none) is None
+
+
+def test_setup_py_finds_the_toolkit_without_cuda_home(tmp_path):
+    """setup.py with CUDA_HOME unset and only a wrapper nvcc on PATH: it sets CUDA_HOME to a real toolkit (the
+    include/cuda_runtime.h check) and says so in one line."""
+    if torch.version.cuda is None or not shutil.which("nvcc"):
+        pytest.skip("needs nvcc on PATH and a CUDA build of torch")
+    env = _build_env(CUDA_HOME=None, CUDA_PATH=None, CUDA_VISIBLE_DEVICES="")
+    env.pop("CUDA_HOME", None)
+    env.pop("CUDA_PATH", None)
+    proc = _setup_py(tmp_path, env, "--name")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = find_cuda_home(env)
+    assert found and os.path.isfile(os.path.join(found, "include", "cuda_runtime.h"))
+    assert f"CUDA_HOME not set, using the CUDA toolkit at {found}" in proc.stdout
+
+
+# ------------------------------------------------------------------------------------- buildtools/build_stamp.py
+def test_build_stamp_is_current_only_for_the_same_sources_and_settings(tmp_path):
+    """setup_env.sh skips the (minutes-long, never incremental) editable build only when nothing it depends on
+    changed: a source edit, a new file, another build setting or a missing library each need a build."""
+    for name in ("setup.py", "buildtools", "csrc"):
+        src = os.path.join(REPO, name)
+        (shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+         if os.path.isdir(src) else shutil.copy(src, tmp_path))
+    (tmp_path / "efficienttrain_ext").mkdir()
+    env = {"FORCE_CUDA": "1"}
+    assert not build_stamp.is_current(str(tmp_path), env)  # never built
+    (tmp_path / "efficienttrain_ext" / "_C.so").write_bytes(b"lib")
+    build_stamp.write(str(tmp_path), env)
+    assert build_stamp.is_current(str(tmp_path), env)
+    assert not build_stamp.is_current(str(tmp_path), {"FORCE_CUDA": "0"})
+    assert not build_stamp.is_current(str(tmp_path), {**env, "TORCH_CUDA_ARCH_LIST": "9.0"})
+    kernel = next(p for p in glob.glob(str(tmp_path / "csrc" / "**" / "*.cu"), recursive=True))
+    original = open(kernel).read()
+    with open(kernel, "a") as f:
+        f.write("\n// edited\n")
+    assert not build_stamp.is_current(str(tmp_path), env)
+    with open(kernel, "w") as f:
+        f.write(original)
+    assert build_stamp.is_current(str(tmp_path), env)
+    (tmp_path / "csrc" / "new.h").write_text("")
+    assert not build_stamp.is_current(str(tmp_path), env)
+    build_stamp.write(str(tmp_path), env)
+    (tmp_path / "efficienttrain_ext" / "_C.so").unlink()
+    assert not build_stamp.is_current(str(tmp_path), env)
 
 
 def _build_env(**set_vars):
@@ -247,7 +325,8 @@ def test_setup_env_editable_install_builds_in_place(tmp_path):
         else:
             shutil.copy(src, tmp_path)
     env = _build_env(FORCE_CUDA="0", MAX_JOBS=os.environ.get("MAX_JOBS", "2"), PIP_NO_INDEX="1")
-    proc = subprocess.run([sys.executable, "-m", "pip", *args, "--prefix", str(tmp_path / "prefix")],
+    # --ignore-installed: into the prefix, without uninstalling the environment's own efficienttrain_ext first
+    proc = subprocess.run([sys.executable, "-m", "pip", *args, "--ignore-installed", "--prefix", str(tmp_path / "prefix")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert glob.glob(str(tmp_path / "efficienttrain_ext" / "_C*.so")), "the extension was not built in place"

@@ -22,13 +22,24 @@ echo "[setup] installing $torch_spec and dependencies"
 
 if [ -d /usr/local/cuda ] && [ -z "${CUDA_HOME:-}" ]; then export CUDA_HOME=/usr/local/cuda; fi
 export MAX_JOBS=${MAX_JOBS:-2}
-echo "[setup] building the extension (FORCE_CUDA=${FORCE_CUDA:-auto}, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-auto})"
-start=$(date +%s)
-# --use-pep517: an editable install through setuptools' PEP 660 hook. Without it pip falls back to
-# `setup.py develop`, which setuptools >= 80 turns into a nested `pip install -e . --use-pep517` *with* build
-# isolation, where torch is missing (the build then stops with "No module named 'torch'").
-.venv/bin/pip install -q --no-build-isolation --no-deps --use-pep517 -e .
-echo "[setup] built in $(( $(date +%s) - start )) s; CUDA kernels: $(.venv/bin/python -c 'import efficienttrain_ext as e; print(e.built_with_cuda())')"
+# the editable install must point at this checkout (not at another clone's) for the stamp to count
+installed_here() { (cd / && "$repo/.venv/bin/python" -c "import importlib.util as u, sys; s = u.find_spec('efficienttrain_ext')
+sys.exit(not (s and s.origin.startswith(sys.argv[1] + '/')))" "$repo") 2>/dev/null; }
+repo=$PWD
+if [ "${ETRAIN_REBUILD:-0}" != 1 ] && .venv/bin/python -m buildtools.build_stamp check && installed_here; then
+  echo "[setup] extension up to date (same sources, torch and build settings; buildtools/build_stamp.py): not" \
+    "rebuilt (ETRAIN_REBUILD=1 forces it)"
+else
+  echo "[setup] building the extension (FORCE_CUDA=${FORCE_CUDA:-auto}, TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-auto})"
+  start=$(date +%s)
+  # --use-pep517: an editable install through setuptools' PEP 660 hook. Without it pip falls back to
+  # `setup.py develop`, which setuptools >= 80 turns into a nested `pip install -e . --use-pep517` *with* build
+  # isolation, where torch is missing (the build then stops with "No module named 'torch'").
+  .venv/bin/pip install -q --no-build-isolation --no-deps --use-pep517 -e .
+  .venv/bin/python -m buildtools.build_stamp write
+  echo "[setup] built in $(( $(date +%s) - start )) s"
+fi
+echo "[setup] CUDA kernels: $(.venv/bin/python -c 'import efficienttrain_ext as e; print(e.built_with_cuda())')"
 
 fm=/usr/share/datasets/fashion-mnist
 if [ ! -f "$fm/train-images-idx3-ubyte.gz" ]; then
