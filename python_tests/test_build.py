@@ -169,10 +169,7 @@ def test_setup_py_finds_the_toolkit_without_cuda_home(tmp_path):
 def test_build_stamp_is_current_only_for_the_same_sources_and_settings(tmp_path):
     """setup_env.sh skips the (minutes-long, never incremental) editable build only when nothing it depends on
     changed: a source edit, a new file, another build setting or a missing library each need a build."""
-    for name in ("setup.py", "buildtools", "csrc"):
-        src = os.path.join(REPO, name)
-        (shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-         if os.path.isdir(src) else shutil.copy(src, tmp_path))
+    _copy_sources(tmp_path, ("setup.py", "buildtools", "csrc"))
     (tmp_path / "efficienttrain_ext").mkdir()
     env = {"FORCE_CUDA": "1"}
     assert not build_stamp.is_current(str(tmp_path), env)  # never built
@@ -194,6 +191,16 @@ def test_build_stamp_is_current_only_for_the_same_sources_and_settings(tmp_path)
     build_stamp.write(str(tmp_path), env)
     (tmp_path / "efficienttrain_ext" / "_C.so").unlink()
     assert not build_stamp.is_current(str(tmp_path), env)
+
+
+def _copy_sources(tmp_path, names=("setup.py", "buildtools", "csrc", "efficienttrain_ext")):
+    """What a build reads, copied without the built library and caches."""
+    for name in names:
+        src = os.path.join(REPO, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("_C*.so", "__pycache__"))
+        else:
+            shutil.copy(src, tmp_path)
 
 
 def _build_env(**set_vars):
@@ -275,12 +282,7 @@ def test_default_build_has_cuda_kernels_when_nvcc_and_cuda_torch_present():
 def test_setup_py_force_cuda_0_builds_a_cpu_library(tmp_path):
     """FORCE_CUDA=0 builds the C++ ops only, never touching CUDA (a nonsense TORCH_CUDA_ARCH_LIST is not even read),
     and that library computes what the main build computes on CPU tensors."""
-    for name in ("setup.py", "buildtools", "csrc", "efficienttrain_ext"):
-        src = os.path.join(REPO, name)
-        if os.path.isdir(src):
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("_C*.so", "__pycache__"))
-        else:
-            shutil.copy(src, tmp_path)
+    _copy_sources(tmp_path)
     env = _build_env(FORCE_CUDA="0", TORCH_CUDA_ARCH_LIST="not-an-arch", MAX_JOBS=os.environ.get("MAX_JOBS", "2"))
     proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=1800)
@@ -318,16 +320,11 @@ def test_setup_env_editable_install_builds_in_place(tmp_path):
     where `setup.py develop` ends up under setuptools >= 80) and leave an importable _C in the source tree."""
     args = _setup_env_install_args()
     assert "--no-build-isolation" in args and "--use-pep517" in args, args
-    for name in ("setup.py", "buildtools", "csrc", "efficienttrain_ext"):
-        src = os.path.join(REPO, name)
-        if os.path.isdir(src):
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("_C*.so", "__pycache__"))
-        else:
-            shutil.copy(src, tmp_path)
+    _copy_sources(tmp_path)
     env = _build_env(FORCE_CUDA="0", MAX_JOBS=os.environ.get("MAX_JOBS", "2"), PIP_NO_INDEX="1")
     # --ignore-installed: into the prefix, without uninstalling the environment's own efficienttrain_ext first
-    proc = subprocess.run([sys.executable, "-m", "pip", *args, "--ignore-installed", "--prefix", str(tmp_path / "prefix")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run([sys.executable, "-m", "pip", *args, "--ignore-installed", "--prefix",
+                           str(tmp_path / "prefix")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     assert glob.glob(str(tmp_path / "efficienttrain_ext" / "_C*.so")), "the extension was not built in place"
     run = subprocess.run([sys.executable, "-c", "import efficienttrain_ext as et; print(et.__file__)"],
