@@ -72,11 +72,28 @@ step "bench lowfreq" bench_gpu.md env PYTHONPATH=. "$py" scripts/bench_gpu.py --
 step "bench augment" bench_gpu_augment.md env PYTHONPATH=. "$py" scripts/bench_gpu.py --augment \
   --json "$out/bench_gpu_augment.json"
 
+# The data path (issue 14): torch DataLoader vs DALI cpu / mixed (nvJPEG) img/s against ResNet-50's step at each B,
+# and 2-epoch `etrain train` runs at B = 160 / 224 with each loader. Needs timm and PIL; DALI mixed only where
+# nvidia.dali is importable (the GPU image may not have it: then the torch loader alone is measured).
+if have timm && have PIL; then
+  devices=cpu
+  have nvidia.dali && devices=cpu,mixed
+  have nvidia.dali || echo "nvidia.dali is not installed: the loader benchmark measures the torch loader only" |
+    tee -a "$out/summary.txt"
+  step "photo folder" photos.log env PYTHONPATH=. "$py" scripts/make_photo_folder.py /tmp/etrain_photos \
+    --per-class 400 --val-per-class 10
+  step "bench loader" bench_loader.log env PYTHONPATH=. "$py" scripts/bench_loader.py --root /tmp/etrain_photos \
+    --devices "$devices" --workers 1,4,8,16 --batch 160 --model resnet50 --model-device cuda --model-batch 160 \
+    --e2e --out "$out/bench_loader_gpu"
+else
+  echo "timm or PIL is not installed: skipping the loader benchmark" | tee -a "$out/summary.txt"
+fi
+
 # A CPU-only build must refuse CUDA tensors with a clear error (built in a copy so the CUDA build stays).
 cpu_only_build() (
   set -e
   rm -rf /tmp/etrain_cpu_only && mkdir -p /tmp/etrain_cpu_only
-  cp -r csrc efficienttrain_ext setup.py python_tests /tmp/etrain_cpu_only/
+  cp -r csrc buildtools efficienttrain_ext setup.py python_tests /tmp/etrain_cpu_only/
   rm -f /tmp/etrain_cpu_only/efficienttrain_ext/_C*.so
   cd /tmp/etrain_cpu_only
   FORCE_CUDA=0 "$py" setup.py build_ext --inplace > build.log 2>&1 || { tail -50 build.log; exit 1; }
