@@ -88,6 +88,14 @@ def test_etpp_family_detection():
     assert etpp_family("resnet50") == "cnn"
     assert etpp_family("swin_tiny_patch4_window7_224") == "cnn"
 
+    class Wrapper(nn.Module):  # a wrapper whose class name says nothing states its family
+        etpp_family = "deit"
+
+    assert etpp_family(Wrapper()) == "deit"
+    Wrapper.etpp_family = "vit"
+    with pytest.raises(ScheduleError, match="Wrapper.etpp_family is 'vit'; choose from"):
+        etpp_family(Wrapper())
+
 
 def test_progressive_ramp_and_baseline():
     s = build_schedule("progressive", 10, 224, SizeRule(step=32))

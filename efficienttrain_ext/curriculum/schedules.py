@@ -326,6 +326,12 @@ def etpp_family(model_or_name: Any) -> str:
     if isinstance(model_or_name, str):
         name = model_or_name.lower()
     else:
+        declared = getattr(model_or_name, "etpp_family", None)  # a wrapper states its family (models/mae.py)
+        if declared is not None:
+            if declared not in ETPP_SIZES:
+                raise ScheduleError(f"{type(model_or_name).__name__}.etpp_family is {declared!r}; choose from "
+                                    f"{sorted(ETPP_SIZES)}")
+            return declared
         name = type(model_or_name).__name__.lower()
     if "convnext" in name:
         return "convnext"

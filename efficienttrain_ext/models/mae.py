@@ -114,6 +114,8 @@ def _check_encoder(encoder: nn.Module) -> None:
 class MaeVisionTransformer(nn.Module):
     """A timm ViT/DeiT ``encoder`` with MAE's masking and decoder (module docstring)."""
 
+    etpp_family = "deit"  # EfficientTrain++'s size list: that of the ViT it wraps (curriculum.etpp_family)
+
     def __init__(self, encoder: VisionTransformer, *, mask_ratio: float = 0.75, decoder_depth: int | None = None,
                  decoder_dim: int | None = None, decoder_heads: int | None = None, decoder_mlp_ratio: float = 4.0,
                  norm_pix_loss: bool = True, pos_embed: Literal["sincos", "learned"] = "sincos"):
