@@ -64,7 +64,7 @@ def write(root: str, environ: Mapping[str, str] = os.environ) -> None:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("check", "write"):
-        print(__doc__.strip().splitlines()[-2:], file=sys.stderr)
+        print("\n".join(__doc__.strip().splitlines()[-2:]), file=sys.stderr)
         return 2
     root = os.path.abspath(argv[1] if len(argv) > 1 else ".")
     if argv[0] == "write":

@@ -48,6 +48,16 @@ def run_etrain(args, env=None, check=True, timeout=300):
     return proc
 
 
+def run_torchrun(args, timeout=300):
+    """`python -m efficienttrain_ext ARGS` as 2 gloo processes under torchrun; fails the test on a non-zero exit."""
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "efficienttrain_ext", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def metrics(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]

@@ -23,9 +23,8 @@ from efficienttrain_ext.engine.distributed import DistInfo
 from efficienttrain_ext.engine.loaders import LOADERS, TorchEpochLoader
 from efficienttrain_ext.engine.stage_plan import steps_per_epoch
 
-from _etrain_helpers import FMNIST, REPO, make_photo_folder, metrics, run_etrain, tiny_args
+from _etrain_helpers import FMNIST, REPO, make_photo_folder, metrics, run_etrain, run_torchrun, tiny_args
 from conftest import requires_cuda
-from test_train_ddp import _torchrun
 
 pytestmark = pytest.mark.skipif(not dali_available(), reason="NVIDIA DALI is not installed "
                                 "(pip install nvidia-dali-cuda130, or pip install -e .[data])")
@@ -274,7 +273,7 @@ def test_ddp_training_with_the_dali_loader_and_a_corrupt_image(photos, tmp_path)
     (root / "train" / "coffee" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
     args = tiny_args(tmp_path, "ddp", "--dataset", "imagefolder", "--data-root", str(root), "--curriculum", "none",
                      "--device", "cpu", "--set", "data.loader=dali", subset="null", val=6, batch=4, epochs=1)
-    _torchrun(args)
+    run_torchrun(args)
     (row,) = metrics(tmp_path / "ddp")
     # 25 images: 12 per rank (one dropped), 3 batches of 4 per rank; the broken one, if drawn, is not loaded
     # (skipped_images counts rank 0's skips)

@@ -4,8 +4,6 @@ batch is unreadable images."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from efficienttrain_ext.engine import checkpoint as ck
 from efficienttrain_ext.engine.metrics import MetricsLog, read_metrics
 from efficienttrain_ext.errors import CheckpointError
 
-from _etrain_helpers import REPO, make_image_folder, metrics, tiny_args
+from _etrain_helpers import make_image_folder, metrics, run_torchrun, tiny_args
 
 
 def _state():
@@ -104,11 +102,7 @@ def test_ddp_rank_with_an_unreadable_batch_does_not_hang(tmp_path):
             f.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     args = tiny_args(tmp_path, "ddp", "--data-root", str(root), "--curriculum", "none", "--device", "cpu",
                      "--set", "aug.mixup=0", "--set", "aug.cutmix=0", epochs=2, subset=32, val=16, batch=2)
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "efficienttrain_ext", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=240)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_torchrun(args, timeout=240)
     rows = metrics(tmp_path / "ddp")
     assert len(rows) == 2
     for r in rows:

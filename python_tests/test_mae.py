@@ -5,8 +5,6 @@ stage, DDP, and bad input."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from efficienttrain_ext.engine.mae import MAE_DEFAULTS, MaeTask
 from efficienttrain_ext.models.mae import (MaeVisionTransformer, default_decoder, keep_count, patchify,
                                            random_masking, unpatchify)
 
-from _etrain_helpers import FMNIST, REPO, TINY_VIT, assert_same_run, metrics, tiny_args
+from _etrain_helpers import FMNIST, TINY_VIT, assert_same_run, metrics, run_torchrun, tiny_args
 
 needs_fmnist = pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
 
@@ -304,11 +302,7 @@ def test_exact_resume_inside_a_cropped_stage(tmp_path, monkeypatch):
 def test_mae_under_torchrun_ddp(tmp_path):
     args = mae_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu", "--set",
                     "mae.vis_images=2", epochs=3, subset=32, val=10, batch=8)
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "efficienttrain_ext", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_torchrun(args)
     rows = metrics(tmp_path / "ddp")
     assert [r["size"] for r in rows] == [48, 48, 64] and all(r["train_images"] == 32 for r in rows)
     ck = load_checkpoint(tmp_path / "ddp")

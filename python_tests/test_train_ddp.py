@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 
-from _etrain_helpers import FMNIST, REPO, TINY_VIT, metrics, tiny_args
-
-
-def _torchrun(args):
-    """`etrain train ARGS` as 2 gloo processes under torchrun."""
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "efficienttrain_ext", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+from _etrain_helpers import FMNIST, TINY_VIT, metrics, run_torchrun, tiny_args
 
 
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
@@ -30,7 +18,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     # 2 ranks x batch 8 x 4 steps = 64 images per epoch, split by the DistributedSampler
     args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
                      size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)
-    _torchrun(args)
+    run_torchrun(args)
     rows = metrics(tmp_path / "ddp")
     assert [r["size"] for r in rows] == [48, 48, 64]
     assert all(r["train_images"] == 64 for r in rows)
@@ -51,7 +39,7 @@ def test_ddp_batch_scale_and_replay(tmp_path):
     args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
                      "--set", "curriculum.batch_scale=2", "--set", "curriculum.replay=2",
                      size=64, epochs=3, subset=64, val=30, batch=8, model=TINY_VIT)
-    _torchrun(args)
+    run_torchrun(args)
     rows = metrics(tmp_path / "ddp")
     assert [(r["size"], r["replay"]) for r in rows] == [(48, 2), (48, 2), (64, 1)]
     assert [r["train_images"] for r in rows] == [64, 64, 64]
