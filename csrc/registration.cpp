@@ -48,6 +48,10 @@ at::Tensor no_cuda_augment(const at::Tensor&, const at::Tensor&, const at::Tenso
 TORCH_LIBRARY(etrain, m) {
   m.def("lowfreq_crop(Tensor x, SymInt[2] size) -> Tensor");
   m.def("lowfreq_pad(Tensor y, SymInt[2] size) -> Tensor");
+  // The GEMM form of the two ops under their own names: on CUDA, Python may replace the kernels above with the
+  // Triton backend (efficienttrain_ext/ops/lowfreq.py) and reaches the cuBLAS form through these.
+  m.def("lowfreq_crop_gemm(Tensor x, SymInt[2] size) -> Tensor");
+  m.def("lowfreq_pad_gemm(Tensor y, SymInt[2] size) -> Tensor");
   m.def("built_with_cuda() -> bool", &built_with_cuda);
   // One RandAugment op slot over a uint8 batch, every sample with its own op/params (see augment/augment.h).
   m.def("augment_slot(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill) -> Tensor");
@@ -58,6 +62,8 @@ TORCH_LIBRARY(etrain, m) {
 TORCH_LIBRARY_IMPL(etrain, CPU, m) {
   m.impl("lowfreq_crop", &lowfreq::lowfreq_crop_cpu);
   m.impl("lowfreq_pad", &lowfreq::lowfreq_pad_cpu);
+  m.impl("lowfreq_crop_gemm", &lowfreq::lowfreq_crop_cpu);
+  m.impl("lowfreq_pad_gemm", &lowfreq::lowfreq_pad_cpu);
   m.impl("augment_slot", &augment::augment_slot_cpu);
   m.impl("augment_chain", &augment::augment_chain_cpu);
 }
@@ -66,11 +72,15 @@ TORCH_LIBRARY_IMPL(etrain, CUDA, m) {
 #ifdef ETRAIN_WITH_CUDA
   m.impl("lowfreq_crop", &lowfreq::lowfreq_crop_cuda);
   m.impl("lowfreq_pad", &lowfreq::lowfreq_pad_cuda);
+  m.impl("lowfreq_crop_gemm", &lowfreq::lowfreq_crop_cuda);
+  m.impl("lowfreq_pad_gemm", &lowfreq::lowfreq_pad_cuda);
   m.impl("augment_slot", &augment::augment_slot_cuda);
   m.impl("augment_chain", &augment::augment_chain_cuda);
 #else
   m.impl("lowfreq_crop", &no_cuda);
   m.impl("lowfreq_pad", &no_cuda);
+  m.impl("lowfreq_crop_gemm", &no_cuda);
+  m.impl("lowfreq_pad_gemm", &no_cuda);
   m.impl("augment_slot", &no_cuda_augment);
   m.impl("augment_chain", &no_cuda_augment);
 #endif

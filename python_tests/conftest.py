@@ -1,7 +1,14 @@
+import os
+
 import pytest
 import torch
 
-import efficienttrain_ext as et
+# Without a GPU, triton kernels run in triton's CPU interpreter (python_tests/test_lowfreq_triton.py). The variable
+# must be set before triton is first imported, which importing efficienttrain_ext does.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import efficienttrain_ext as et  # noqa: E402
 
 
 def cuda_available() -> bool:

@@ -32,7 +32,7 @@ LAYERS = {
 }
 # optional dependencies may be imported inside the function that needs them
 OPTIONAL = {"torch.utils.tensorboard", "nvidia", "webdataset", "braceexpand", "lightning", "pytorch_lightning", "mmdet", "mmengine",
-            "mmcv", "scipy", "sklearn", "skimage"}
+            "mmcv", "scipy", "sklearn", "skimage", "triton"}
 
 
 def _modules() -> dict[str, str]:

@@ -80,6 +80,16 @@ def test_invert_posterize_solarize_exact(device, imgs):
         _check_exact(ta.solarize_add, AF.solarize_add, imgs, (add, 200), device)
 
 
+def test_thresholds_beyond_int_range_match_pil(device):
+    # The kernels cast double arguments to int. A plain C++ cast is undefined outside int's range: x86 gave INT_MIN
+    # (solarize(x, 3e9) inverted every pixel on the CPU) where CUDA saturates; both now saturate, as PIL's float
+    # comparison behaves. Fractional thresholds compare as PIL does too (v < 127.5 keeps 127).
+    for thresh in (3e9, -3e9, 1e300, -1e300, 127.5, 255.5, -0.5):
+        _check_exact(ta.solarize, AF.solarize, PHOTOS, (thresh,), device)
+    for add, thresh in ((3e9, 128), (1e300, 200), (30, 3e9), (30, -3e9), (30, 99.5)):
+        _check_exact(ta.solarize_add, AF.solarize_add, PHOTOS, (add, thresh), device)
+
+
 @pytest.mark.parametrize("imgs", [PHOTOS, GRAY], ids=["rgb", "gray"])
 @pytest.mark.parametrize("name", ["color", "contrast", "brightness", "sharpness"])
 def test_enhance_ops_exact(device, imgs, name):

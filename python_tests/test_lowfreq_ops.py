@@ -349,3 +349,27 @@ def test_bad_input_raw_op_and_fake_agree(device, op, shape, dtype, size, match):
 def test_bad_input_python_api(device, call, exc, match):
     with pytest.raises(exc, match=match):
         call(device)
+
+
+def test_ops_inside_autocast_keep_their_dtype(device):
+    # Under torch.autocast the inner GEMMs used to be autocast to bf16 while the op wrote into fp32 buffers
+    # ("Expected out tensor to have dtype BFloat16"). The ops now run as they do outside autocast.
+    dt = torch.bfloat16
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).to(device)
+    x = torch.randn(2, 3, 16, 12, device=device)
+    with torch.autocast(device.type, dtype=dt):
+        h = conv(x)  # bf16 under autocast
+        outs = {"crop fp32": et.lowfreq_crop(x, (8, 6)), "pad fp32": et.lowfreq_pad(x, (20, 14)),
+                "lowpass fp32": et.lowpass(x, 8), "crop bf16": et.lowfreq_crop(h, (8, 6))}
+    assert h.dtype == dt
+    refs = {"crop fp32": et.lowfreq_crop(x, (8, 6)), "pad fp32": et.lowfreq_pad(x, (20, 14)),
+            "lowpass fp32": et.lowpass(x, 8), "crop bf16": et.lowfreq_crop(h, (8, 6))}
+    for name, out in outs.items():
+        assert out.dtype == refs[name].dtype, name
+        assert torch.equal(out, refs[name]), name
+    # and inside a model's forward, with backward
+    x.requires_grad_()
+    with torch.autocast(device.type, dtype=dt):
+        loss = conv(et.lowfreq_crop(x, 8)).float().square().mean()
+    loss.backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()

@@ -1,4 +1,5 @@
-"""GPU benchmark of lowfreq_crop (forward and backward) vs the torch.fft path and antialiased bilinear.
+"""GPU benchmark of lowfreq_crop (forward and backward) per CUDA backend (triton, cublas) and fp32 matmul precision,
+vs the torch.fft path and antialiased bilinear (--sweep also times triton tile configurations).
 
 Reports time per call (median of CUDA-event timings), the op's memory traffic (input read once + output written
 once) as GB/s, and that as a fraction of the device's copy bandwidth measured in the same run.
@@ -15,13 +16,17 @@ Usage: python scripts/bench_gpu.py --augment [--batch 256] [--size 224] [--json 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import statistics
 
 import torch
 import torch.nn.functional as F
 
 import efficienttrain_ext as et
+from efficienttrain_ext.ops import lowfreq_triton
+from efficienttrain_ext.ops.lowfreq import _TRITON_BANDS
 
 
 def cuda_time_ms(fn, warmup: int = 5, iters: int = 30) -> float:
@@ -169,58 +174,125 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=160)
     ap.add_argument("--json", default=None)
     ap.add_argument("--profile", action="store_true", help="print the CUDA kernels of one lowfreq_crop call per dtype")
+    ap.add_argument("--sweep", action="store_true", help="also time triton tile configurations")
     ap.add_argument("--augment", action="store_true",
                     help="benchmark the batched RandAugment (bench_augment) instead of lowfreq_crop")
     args = ap.parse_args()
     if args.augment:
         bench_augment(args.batch, args.size, args.json)
         return
+    bench_lowfreq(args.batch, args.size, args.target, args.json, args.profile, args.sweep)
+
+
+def _backend(name: str):
+    os.environ["ETRAIN_LOWFREQ_BACKEND"] = name
+
+
+def _rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.double() - ref).abs().max() / ref.abs().max())
+
+
+def bench_lowfreq(batch: int, n: int, b: int, json_path: str | None, profile: bool, sweep: bool) -> list[dict]:
+    """lowfreq_crop / lowfreq_pad per backend (triton, cublas) and fp32 matmul precision (highest = exact fp32,
+    high, medium) vs the torch.fft path and antialiased bilinear; each lowfreq row also gives its max error relative
+    to the float64 result on the first 8 planes."""
     torch.manual_seed(0)
     bw_copy = copy_bandwidth_gbs()
     rows = []
-    n, b = args.size, args.target
+    backends = ["triton", "cublas"] if lowfreq_triton.available() else ["cublas"]
     for dtype in (torch.float32, torch.bfloat16):
-        x = torch.randn(args.batch, 3, n, n, device="cuda", dtype=dtype)
-        g = torch.randn(args.batch, 3, b, b, device="cuda", dtype=dtype)
+        x = torch.randn(batch, 3, n, n, device="cuda", dtype=dtype)
+        g = torch.randn(batch, 3, b, b, device="cuda", dtype=dtype)
+        ref_crop = et.lowfreq_crop(x[:8].double().cpu(), b)
+        ref_pad = et.lowfreq_pad(g[:8].double().cpu(), n)
         nbytes = (x.numel() + g.numel()) * x.element_size()
-        cases = {
-            "lowfreq_crop fwd": lambda: et.lowfreq_crop(x, b),
-            "lowfreq_crop bwd (lowfreq_pad)": lambda: et.lowfreq_pad(g, n),
-            "torch.fft path fwd": lambda: fft_path(x, b),
-            "bilinear antialias fwd": lambda: F.interpolate(x, size=(b, b), mode="bilinear", antialias=True),
-        }
-        for name, fn in cases.items():
-            for tf32 in ((False, True) if dtype == torch.float32 and name.startswith("lowfreq") else (False,)):
-                torch.backends.cuda.matmul.allow_tf32 = tf32
+        cases = []
+        precisions = ("highest", "high", "medium") if dtype == torch.float32 else ("highest",)
+        for backend in backends:
+            for prec in precisions:
+                cases.append((f"lowfreq_crop fwd [{backend}, {prec}]", backend, prec,
+                              lambda: et.lowfreq_crop(x, b), lambda out: _rel_err(out[:8].cpu(), ref_crop)))
+                cases.append((f"lowfreq_pad = crop bwd [{backend}, {prec}]", backend, prec,
+                              lambda: et.lowfreq_pad(g, n), lambda out: _rel_err(out[:8].cpu(), ref_pad)))
+        cases.append(("torch.fft path fwd", None, "highest", lambda: fft_path(x, b), None))
+        cases.append(("bilinear antialias fwd", None, "highest",
+                      lambda: F.interpolate(x, size=(b, b), mode="bilinear", antialias=True), None))
+        for name, backend, prec, fn, err in cases:
+            if backend:
+                _backend(backend)
+            torch.set_float32_matmul_precision(prec)
+            try:
                 ms = cuda_time_ms(fn)
-                gbs = nbytes / (ms * 1e-3) / 1e9
-                rows.append(
-                    dict(dtype=str(dtype).removeprefix("torch."), case=name + (" [tf32]" if tf32 else ""), ms=ms,
-                         gbs=gbs, frac_of_copy_bw=gbs / bw_copy)
-                )
-        torch.backends.cuda.matmul.allow_tf32 = False
+                e = err(fn()) if err else None
+            except Exception as ex:  # noqa: BLE001 (one failing backend must not hide the others' numbers)
+                _skipped(name, ex)
+                continue
+            gbs = nbytes / (ms * 1e-3) / 1e9
+            rows.append(dict(dtype=str(dtype).removeprefix("torch."), case=name, ms=ms, gbs=gbs,
+                             frac_of_copy_bw=gbs / bw_copy, max_rel_err=e))
+        torch.set_float32_matmul_precision("highest")
+    os.environ.pop("ETRAIN_LOWFREQ_BACKEND", None)
     fft = {r["dtype"]: r["ms"] for r in rows if r["case"] == "torch.fft path fwd"}
     for r in rows:
-        r["speedup_vs_fft"] = fft[r["dtype"]] / r["ms"]
+        r["speedup_vs_fft"] = fft[r["dtype"]] / r["ms"] if r["dtype"] in fft else None
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}  copy bandwidth {bw_copy:.0f} GB/s")
-    print(f"batch {args.batch}x3x{n}x{n} -> {b}")
-    print(f"| dtype | case | ms | GB/s | of copy BW | vs torch.fft |")
-    print("|---|---|---|---|---|---|")
+    print(f"batch {batch}x3x{n}x{n} -> {b}; GB/s counts the crop's input read once and output written once")
+    print("| dtype | case | ms | GB/s | of copy BW | vs torch.fft | max rel err vs fp64 |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dtype']} | {r['case']} | {r['ms']:.3f} | {r['gbs']:.0f} | {r['frac_of_copy_bw']:.0%} | "
-              f"{r['speedup_vs_fft']:.2f}x |")
-    if args.profile:
-        for dtype in (torch.float32, torch.bfloat16):
-            x = torch.randn(args.batch, 3, n, n, device="cuda", dtype=dtype)
+        err = f"{r['max_rel_err']:.1e}" if r["max_rel_err"] is not None else "-"
+        vs = f"{r['speedup_vs_fft']:.2f}x" if r["speedup_vs_fft"] else "-"
+        print(f"| {r['dtype']} | {r['case']} | {r['ms']:.3f} | {r['gbs']:.0f} | {r['frac_of_copy_bw']:.0%} | {vs} | "
+              f"{err} |")
+    sweep_rows = _sweep_tiles(batch, n, b) if sweep and lowfreq_triton.available() else []
+    if profile:
+        for backend in backends:
+            _backend(backend)
+            x = torch.randn(batch, 3, n, n, device="cuda")
             et.lowfreq_crop(x, b)
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
                 et.lowfreq_crop(x, b)
                 torch.cuda.synchronize()
-            print(f"kernels of lowfreq_crop, {dtype}:")
-            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=70))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(device=torch.cuda.get_device_name(), copy_gbs=bw_copy, rows=rows), f, indent=1)
+            print(f"kernels of lowfreq_crop, float32, {backend}:")
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=8, max_name_column_width=70))
+        os.environ.pop("ETRAIN_LOWFREQ_BACKEND", None)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(dict(device=torch.cuda.get_device_name(), copy_gbs=bw_copy, rows=rows, sweep=sweep_rows), f,
+                      indent=1)
+    return rows
+
+
+def _sweep_tiles(batch: int, n: int, b: int) -> list[dict]:
+    """Triton tile configurations for the crop (fp32, each precision) and the pad (tf32x3): ms per call."""
+    x = torch.randn(batch, 3, n, n, device="cuda")
+    g = torch.randn(batch, 3, b, b, device="cuda")
+    configs = [lowfreq_triton.TileConfig(BM=bm, BN=bn, BK=bk, BQ=bq, num_warps=w, num_stages=st)
+               for bm, bn, bk, bq, w, st in [(64, 64, 32, 32, 4, 2), (128, 64, 32, 32, 4, 2), (64, 128, 32, 32, 4, 2),
+                                             (128, 128, 32, 32, 8, 2), (64, 64, 64, 32, 4, 3), (64, 64, 32, 64, 4, 3),
+                                             (128, 64, 64, 32, 8, 3), (32, 32, 32, 32, 4, 2), (256, 64, 32, 32, 8, 2),
+                                             (128, 128, 64, 64, 8, 2)]]
+    out = []
+    print("| op | precision | BM | BN | BK | BQ | warps | stages | ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for prec in ("highest", "high", "medium"):
+        torch.set_float32_matmul_precision(prec)
+        for op, fn in (("crop", lambda c: lowfreq_triton.crop(x, (b, b), _TRITON_BANDS, c)),
+                       ("pad", lambda c: lowfreq_triton.pad(g, (n, n), _TRITON_BANDS, c))):
+            if op == "pad" and prec != "high":
+                continue
+            for c in configs:
+                try:
+                    ms = cuda_time_ms(lambda: fn(c), warmup=2, iters=10)
+                except Exception as ex:  # noqa: BLE001 (out of shared memory / registers for this tile)
+                    print(f"| {op} | {prec} | {c.BM} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | {c.num_stages} | "
+                          f"failed: {type(ex).__name__} |")
+                    continue
+                out.append(dict(op=op, precision=prec, **dataclasses.asdict(c), ms=ms))
+                print(f"| {op} | {prec} | {c.BM} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | {c.num_stages} | "
+                      f"{ms:.3f} |")
+    torch.set_float32_matmul_precision("highest")
+    return out
 
 
 if __name__ == "__main__":

@@ -76,6 +76,16 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE double dsqrt(double a) {
 #endif
 }
 
+// double -> int as CUDA's cvt.rzi.s32 does for every input: truncation towards zero, saturation at INT_MIN /
+// INT_MAX, NaN -> 0. A plain static_cast is undefined outside int's range (x86 gives INT_MIN, so a threshold of
+// 3e9 would become negative on the CPU only); every magnitude-derived cast goes through this.
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE int sat_int(double v) {
+  if (!(v == v)) return 0;
+  if (v >= 2147483647.0) return 2147483647;
+  if (v <= -2147483648.0) return -2147483647 - 1;
+  return static_cast<int>(v);
+}
+
 C10_HOST_DEVICE ETRAIN_FORCE_INLINE int floor_int(double v) {
   const int i = static_cast<int>(v);
   return (v < 0.0 && static_cast<double>(i) != v) ? i - 1 : i;
@@ -111,18 +121,19 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE void build_lut(int64_t op, const double* p, 
       for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(255 - i);
       return;
     case kPosterize: {
-      const int bits = clampi(static_cast<int>(p[0]), 1, 8);
+      const int bits = clampi(sat_int(p[0]), 1, 8);
       const int mask = ~((1 << (8 - bits)) - 1);
       for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i & mask);
       return;
     }
     case kSolarize: {
-      const int thresh = static_cast<int>(p[0]);
+      const int thresh = sat_int(p[0]);
       for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < thresh ? i : 255 - i);
       return;
     }
     case kSolarizeAdd: {
-      const int add = static_cast<int>(p[0]), thresh = static_cast<int>(p[1]);
+      // |add| > 256 saturates every output anyway; clamping first keeps i + add from overflowing
+      const int add = clampi(sat_int(p[0]), -256, 256), thresh = sat_int(p[1]);
       for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < thresh ? clampi(i + add, 0, 255) : i);
       return;
     }
@@ -194,6 +205,11 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE void build_lut(int64_t op, const double* p, 
 // Geometry.c FIX(v) = FLOOR(v * 65536 + 0.5): 16.16 fixed point.
 C10_HOST_DEVICE ETRAIN_FORCE_INLINE int64_t fix16(double v) {
   const double t = dadd(dmul(v, 65536.0), 0.5);
+  // bounded to +-2^40 (far outside any image; keeps the cast and the stepping below within int64 on CPU and CUDA)
+  constexpr double kMax = 1099511627776.0;
+  if (!(t == t)) return 0;
+  if (t >= kMax) return static_cast<int64_t>(kMax);
+  if (t <= -kMax) return -static_cast<int64_t>(kMax);
   return t < 0.0 ? static_cast<int64_t>(floor(t)) : static_cast<int64_t>(t);
 }
 
@@ -226,8 +242,8 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE void affine_pixel_c(const uint8_t* __restric
     int xi, yi;
     if (m[1] == 0.0 && m[3] == 0.0) {
       // Geometry.c, no rotation/shear: COORD(v) = v < 0 ? -1 : (int)v of the centre's coordinate.
-      xi = xin < 0.0 ? -1 : static_cast<int>(xin);
-      yi = yin < 0.0 ? -1 : static_cast<int>(yin);
+      xi = xin < 0.0 ? -1 : sat_int(xin);
+      yi = yin < 0.0 ? -1 : sat_int(yin);
     } else {
       // Geometry.c affine_fixed: 16.16 fixed-point coefficients, exact integer stepping, floor by >> 16.
       const int64_t a0 = fix16(m[0]), a1 = fix16(m[1]), a3 = fix16(m[3]), a4 = fix16(m[4]);

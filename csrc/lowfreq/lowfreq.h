@@ -13,6 +13,13 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
 namespace etrain::lowfreq {
 
 // Validates x and size for crop (target <= input) or pad (target >= input); returns {bh, bw} / {H, W}.
@@ -21,10 +28,39 @@ std::array<int64_t, 2> check_args(const at::Tensor& t, at::IntArrayRef size, con
 // True when the rank-one Nyquist correction is non-zero for this pair of axes.
 bool needs_correction(int64_t n_h, int64_t b_h, int64_t n_w, int64_t b_w);
 
-// (b [+1 when with_nyquist]) x n band matrix in `dtype` on `device`, computed once in double and cached;
-// zero rows pad it to a multiple of row_multiple (aligned leading dimensions for the GEMM libraries).
-at::Tensor band_matrix(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
-                       int64_t row_multiple = 1);
+// (b [+1 when with_nyquist]) x n band matrix in double on the CPU, each entry from the closed form.
+at::Tensor make_band_matrix(int64_t n, int64_t b, bool with_nyquist);
+// The same matrix built on `device` with tensor ops in double: no host-to-device copy and no synchronisation, so
+// it can be recorded into a CUDA graph.
+at::Tensor make_band_matrix_on(int64_t n, int64_t b, bool with_nyquist, at::Device device);
+// m in `dtype` with zero rows appended up to a multiple of row_multiple (aligned GEMM leading dimensions).
+at::Tensor pad_rows(const at::Tensor& m, at::ScalarType dtype, int64_t row_multiple);
+
+// A bounded, thread-safe cache of band matrices. Each entry carries a tag (CUDA: the stream it was built on).
+// Past `capacity` entries the oldest is dropped: a caller still using it holds its own reference, and CUDA
+// callers on other streams record their stream on it (see lowfreq_cuda.cu), so dropping never frees in-flight data.
+class BandCache {
+ public:
+  using Key = std::tuple<int64_t, int64_t, bool, int, int, int, int64_t>;  // n, b, nyquist, dtype, device, rows
+  struct Entry {
+    at::Tensor matrix;
+    int64_t tag = 0;
+  };
+  explicit BandCache(size_t capacity = 256) : capacity_(capacity) {}
+  std::optional<Entry> find(const Key& key) const;
+  // Keeps the first entry when two threads built the same key; returns the cached one.
+  Entry insert(const Key& key, Entry entry);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<Key, Entry> map_;
+  std::deque<Key> order_;  // insertion order, for eviction
+  size_t capacity_;
+};
+
+BandCache::Key band_key(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
+                        int64_t row_multiple);
 
 // Device hooks: the only device-specific parts; the GEMMs go through ATen (MKL/oneDNN or cuBLAS).
 struct DeviceHooks {
@@ -34,6 +70,9 @@ struct DeviceHooks {
   // y: [P, bh, bw] (any float dtype) -> [P, rows, cols] compute dtype, zero outside y; with `correction`,
   // -sum (-1)^(m+n) y[m, n] at [bh, bw].
   at::Tensor (*pad_prologue)(const at::Tensor& y, at::ScalarType compute, int64_t rows, int64_t cols, bool correction);
+  // (b [+1]) x n band matrix in `dtype` on the tensor's device, rows padded to row_multiple; cached per device.
+  at::Tensor (*band_matrix)(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
+                            int64_t row_multiple);
   // Band matrices get rows padded to this multiple (CUDA: aligned GEMM operands).
   int64_t row_multiple;
 };

@@ -3,13 +3,11 @@
 
 #include "common/error_format.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
+
 #include <cmath>
-#include <map>
-#include <mutex>
 #include <numbers>
-#include <optional>
 #include <string>
-#include <tuple>
 
 namespace etrain::lowfreq {
 
@@ -43,8 +41,6 @@ bool needs_correction(int64_t n_h, int64_t b_h, int64_t n_w, int64_t b_w) {
   return b_h % 2 == 0 && b_w % 2 == 0 && b_h < n_h && b_w < n_w;
 }
 
-namespace {
-
 at::Tensor make_band_matrix(int64_t n, int64_t b, bool with_nyquist) {
   const int64_t rows = b + (with_nyquist ? 1 : 0);
   auto m = at::empty({rows, n}, at::TensorOptions().dtype(at::kDouble));
@@ -76,27 +72,57 @@ at::Tensor make_band_matrix(int64_t n, int64_t b, bool with_nyquist) {
   return m;
 }
 
-using Key = std::tuple<int64_t, int64_t, bool, int, int, int, int64_t>;
-
-}  // namespace
-
-at::Tensor band_matrix(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
-                       int64_t row_multiple) {
-  // Never destroyed: CUDA tensors must not be freed after the CUDA runtime has shut down at exit.
-  static auto* cache = new std::map<Key, at::Tensor>();
-  static auto* mu = new std::mutex();
-  const Key key{n, b, with_nyquist, static_cast<int>(dtype), static_cast<int>(device.type()), device.index(), row_multiple};
-  {
-    std::lock_guard<std::mutex> lock(*mu);
-    auto it = cache->find(key);
-    if (it != cache->end()) return it->second;
+at::Tensor make_band_matrix_on(int64_t n, int64_t b, bool with_nyquist, at::Device device) {
+  // The closed form of make_band_matrix as tensor ops (same integer reduction of t to one period).
+  const auto i64 = at::TensorOptions().dtype(at::kLong).device(device);
+  const auto r = at::arange(b, i64).unsqueeze(1), p = at::arange(n, i64).unsqueeze(0);
+  const auto num = at::remainder(r * n - p * b, b * n);
+  const auto t = num.to(at::kDouble) / static_cast<double>(b * n);
+  const int64_t f_sum = -(b / 2) + (b + 1) / 2 - 1;
+  const double pi = std::numbers::pi;
+  const auto dirichlet = at::sin(t * (pi * b)) * at::cos(t * (pi * f_sum)) / at::sin(t * pi);
+  auto m = at::where(num == 0, at::full_like(t, static_cast<double>(b)), dirichlet) / static_cast<double>(n);
+  if (with_nyquist) {
+    const auto q = at::arange(n, i64);
+    const auto v = at::sin(at::remainder(q * b, 2 * n).to(at::kDouble) * (pi / n)) / static_cast<double>(n);
+    m = at::cat({m, v.unsqueeze(0)}, 0);
   }
-  auto exact = make_band_matrix(n, b, with_nyquist);
-  const int64_t rows = (exact.size(0) + row_multiple - 1) / row_multiple * row_multiple;
-  auto m = at::constant_pad_nd(exact, {0, 0, 0, rows - exact.size(0)}).to(device, dtype);
-  std::lock_guard<std::mutex> lock(*mu);
-  if (cache->size() >= 256) cache->clear();  // bound memory for callers sweeping many sizes
-  return cache->emplace(key, m).first->second;
+  return m;
+}
+
+at::Tensor pad_rows(const at::Tensor& m, at::ScalarType dtype, int64_t row_multiple) {
+  const int64_t rows = (m.size(0) + row_multiple - 1) / row_multiple * row_multiple;
+  return at::constant_pad_nd(m, {0, 0, 0, rows - m.size(0)}).to(dtype);
+}
+
+BandCache::Key band_key(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
+                        int64_t row_multiple) {
+  return {n, b, with_nyquist, static_cast<int>(dtype), static_cast<int>(device.type()), device.index(), row_multiple};
+}
+
+std::optional<BandCache::Entry> BandCache::find(const Key& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = map_.find(key);
+  if (it == map_.end()) return std::nullopt;
+  return it->second;
+}
+
+BandCache::Entry BandCache::insert(const Key& key, Entry entry) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = map_.emplace(key, std::move(entry));
+  if (inserted) {
+    order_.push_back(key);
+    while (map_.size() > capacity_) {  // bound memory for callers sweeping many sizes
+      map_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+  return it->second;
+}
+
+size_t BandCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return map_.size();
 }
 
 namespace {
@@ -142,13 +168,16 @@ struct Bands {
 Bands bands_for(const at::Tensor& t, int64_t H, int64_t W, int64_t bh, int64_t bw, const DeviceHooks& hooks) {
   const auto ct = compute_type(t.scalar_type());
   const bool corr = needs_correction(H, bh, W, bw);
-  return {ct, corr, band_matrix(H, bh, corr, ct, t.device(), hooks.row_multiple),
-          band_matrix(W, bw, corr, ct, t.device(), hooks.row_multiple)};
+  return {ct, corr, hooks.band_matrix(H, bh, corr, ct, t.device(), hooks.row_multiple),
+          hooks.band_matrix(W, bw, corr, ct, t.device(), hooks.row_multiple)};
 }
 
 }  // namespace
 
 at::Tensor lowfreq_crop_generic(const at::Tensor& x, at::IntArrayRef size, const DeviceHooks& hooks) {
+  // The op keeps its input's dtype under torch.autocast: its inner GEMMs must not be autocast (they write into
+  // fp32 buffers, and bf16 band matrices would lose the op's accuracy).
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto [bh, bw] = check_args(x, size, "lowfreq_crop", /*crop=*/true);
   const int64_t H = x.size(-2), W = x.size(-1);
   auto y = at::empty(with_last_two(x.sizes(), bh, bw), x.options().memory_format(at::MemoryFormat::Contiguous));
@@ -166,6 +195,7 @@ at::Tensor lowfreq_crop_generic(const at::Tensor& x, at::IntArrayRef size, const
 }
 
 at::Tensor lowfreq_pad_generic(const at::Tensor& y, at::IntArrayRef size, const DeviceHooks& hooks) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto [H, W] = check_args(y, size, "lowfreq_pad", /*crop=*/false);
   const int64_t bh = y.size(-2), bw = y.size(-1);
   const auto out_sizes = with_last_two(y.sizes(), H, W);

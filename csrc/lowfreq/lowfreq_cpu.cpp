@@ -79,7 +79,15 @@ at::Tensor pad_prologue_cpu(const at::Tensor& y, at::ScalarType compute, int64_t
   return out;
 }
 
-constexpr DeviceHooks kCpuHooks{&crop_epilogue_cpu, &pad_prologue_cpu, /*row_multiple=*/1};
+at::Tensor band_matrix_cpu(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
+                           int64_t row_multiple) {
+  static auto* cache = new BandCache();  // never destroyed: callers may run during static destruction
+  const auto key = band_key(n, b, with_nyquist, dtype, device, row_multiple);
+  if (auto hit = cache->find(key)) return hit->matrix;
+  return cache->insert(key, {pad_rows(make_band_matrix(n, b, with_nyquist), dtype, row_multiple)}).matrix;
+}
+
+constexpr DeviceHooks kCpuHooks{&crop_epilogue_cpu, &pad_prologue_cpu, &band_matrix_cpu, /*row_multiple=*/1};
 
 }  // namespace
 

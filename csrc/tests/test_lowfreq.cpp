@@ -1,6 +1,6 @@
 // C++ tests of the etrain low-frequency ops, without Python (built and run by CMake/ctest; see docs/cmake.md).
 //
-//   test_lowfreq <case>     case: crop_vs_fft | dispatcher | adjoint | errors | cuda | all
+//   test_lowfreq <case>     case: crop_vs_fft | dispatcher | adjoint | errors | bands | cuda | all
 //
 // Exit status 0 = pass, 1 = fail, 77 = skipped (ctest's SKIP_RETURN_CODE; used by `cuda` without a GPU or
 // without the CUDA kernels).
@@ -168,6 +168,29 @@ void test_errors() {
   expect(lowfreq_crop_cpu(x, {4, 4}).sizes() == torch::IntArrayRef({2, 4, 4}), "valid call after errors");
 }
 
+// The two band-matrix builders agree (the loop in double on the host, and the tensor-op form that CUDA uses to
+// stay capturable), and the cache stays within its capacity, dropping the oldest entry first.
+void test_bands() {
+  using namespace etrain::lowfreq;
+  for (auto [n, b] : std::vector<std::pair<int64_t, int64_t>>{{8, 4}, {9, 5}, {224, 160}, {7, 7}, {10, 1}, {384, 96}}) {
+    for (bool nyq : {false, true}) {
+      const auto host = make_band_matrix(n, b, nyq);
+      const auto ops = make_band_matrix_on(n, b, nyq, torch::kCPU);
+      expect(host.sizes() == ops.sizes(), "band builders: same shape");
+      expect(max_abs_diff(host, ops) < 1e-14, "band builders agree for n=" + std::to_string(n) + " b=" + std::to_string(b));
+    }
+  }
+  BandCache cache(3);
+  for (int64_t b = 1; b <= 5; ++b) {
+    cache.insert(band_key(8, b, false, torch::kFloat, torch::kCPU, 1), {make_band_matrix(8, b, false)});
+  }
+  expect(cache.size() == 3, "band cache keeps at most its capacity");
+  expect(!cache.find(band_key(8, 1, false, torch::kFloat, torch::kCPU, 1)).has_value(), "oldest entry dropped");
+  expect(cache.find(band_key(8, 5, false, torch::kFloat, torch::kCPU, 1)).has_value(), "newest entry kept");
+  const auto first = cache.insert(band_key(8, 5, false, torch::kFloat, torch::kCPU, 1), {torch::zeros({1})});
+  expect(first.matrix.size(0) == 5, "a second insert of a key keeps the first entry");
+}
+
 // CUDA kernels against the CPU ones; skipped without a GPU or without the CUDA kernels.
 int test_cuda() {
   auto built = c10::Dispatcher::singleton().findSchemaOrThrow("etrain::built_with_cuda", "").typed<bool()>();
@@ -220,6 +243,7 @@ int main(int argc, char** argv) {
   run("dispatcher", test_dispatcher);
   run("adjoint", test_adjoint);
   run("errors", test_errors);
+  run("bands", test_bands);
   if (which == "all" || which == "cuda") {
     ran = true;
     std::printf("[ RUN  ] cuda\n");
@@ -234,7 +258,7 @@ int main(int argc, char** argv) {
     if (which == "all" && rc == 77) rc = 0;
   }
   if (!ran) {
-    std::printf("unknown case '%s' (crop_vs_fft | dispatcher | adjoint | errors | cuda | all)\n", which.c_str());
+    std::printf("unknown case '%s' (crop_vs_fft | dispatcher | adjoint | errors | bands | cuda | all)\n", which.c_str());
     return 2;
   }
   if (g_failures) {

@@ -252,14 +252,15 @@ def posterize(x: torch.Tensor, bits_to_keep, **_) -> torch.Tensor:
 def solarize(x: torch.Tensor, thresh, **_) -> torch.Tensor:
     """timm ``solarize``: invert values >= thresh."""
     check_batch(x)
-    return _run(x, "solarize", _per_sample(thresh, x.shape[0], "thresh").trunc())
+    # v < thresh equals v < ceil(thresh) for integer pixel values v (trunc would flip v = 255 at thresh = 255.5)
+    return _run(x, "solarize", _per_sample(thresh, x.shape[0], "thresh").ceil())
 
 
 def solarize_add(x: torch.Tensor, add, thresh=128, **_) -> torch.Tensor:
     """timm ``solarize_add``: values < thresh get min(255, v + add)."""
     check_batch(x)
     n = x.shape[0]
-    return _run(x, "solarize_add", _per_sample(add, n, "add").trunc(), _per_sample(thresh, n, "thresh").trunc())
+    return _run(x, "solarize_add", _per_sample(add, n, "add").trunc(), _per_sample(thresh, n, "thresh").ceil())
 
 
 def color(x: torch.Tensor, factor, **_) -> torch.Tensor:

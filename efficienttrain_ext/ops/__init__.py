@@ -3,6 +3,6 @@ op family (:mod:`.lowfreq`, :mod:`.augment`). Importing this package loads the s
 
 from .augment import augment_chain, augment_slot
 from .library import built_with_cuda
-from .lowfreq import lowfreq_crop, lowfreq_pad, lowpass
+from .lowfreq import lowfreq_backend, lowfreq_crop, lowfreq_pad, lowpass
 
-__all__ = ["lowfreq_crop", "lowfreq_pad", "lowpass", "augment_slot", "augment_chain", "built_with_cuda"]
+__all__ = ["lowfreq_crop", "lowfreq_pad", "lowpass", "lowfreq_backend", "augment_slot", "augment_chain", "built_with_cuda"]
