@@ -37,6 +37,11 @@ def _not_bool(v: Any) -> Any:
     return v
 
 
+def _yaml_off(v: Any) -> Any:
+    # YAML 1.1 reads a bare off / on as false / true: they mean the choices "off" and (for compile) "model"
+    return {False: "off", True: "on"}.get(v, v) if isinstance(v, bool) else v
+
+
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]  # also takes "1e-3", which YAML 1.1 reads as a string
 
@@ -193,7 +198,7 @@ class OptimConfig(_Section):
     betas: list[Float] | None = None  # Adam-family (beta1, beta2); None: the optimizer's default
     # auto: the fused kernel on CUDA where the optimizer has one (AdamW, Adam, SGD), else foreach on CUDA; on the CPU
     # torch's default (its per-tensor loop). fused / foreach / off force one (off: the per-tensor loop)
-    fused: Literal["auto", "fused", "foreach", "off"] = "auto"
+    fused: Annotated[Literal["auto", "fused", "foreach", "off"], BeforeValidator(_yaml_off)] = "auto"
 
     @field_validator("betas")
     @classmethod
@@ -243,7 +248,8 @@ class TrainConfig(_Section):
     log_interval: Int = Field(50, ge=1)  # steps between host reads of the loss (and its non-finite check)
     # torch.compile: off | model | model+pipeline (also the batch path's float/crop/normalise); auto: model on CUDA,
     # off on the CPU. One compilation per distinct stage size (static shapes); its time is reported apart
-    compile: Literal["auto", "off", "model", "model+pipeline"] = "auto"
+    compile: Annotated[Literal["auto", "off", "model", "model+pipeline"],
+                       BeforeValidator(lambda v: "model" if _yaml_off(v) == "on" else _yaml_off(v))] = "auto"
     compile_backend: str = "inductor"  # torch.compile's backend (aot_eager: no code generation, for tests)
     channels_last: bool = False  # NHWC memory format for model and inputs (CNNs on CUDA: tensor-core convolutions)
 
