@@ -386,11 +386,11 @@ class Trainer:
                 if not all_agree(x.shape[0] >= 2, self.info, self.host_group):
                     continue
                 m = plan.magnitude(epoch, i)
+                clock.start()  # the batch path may be compiled too
                 x, y = self.pipeline.train(x, y, st.size, m)
                 if cfg.train.channels_last:
                     x = to_channels_last(x)
                 step = plan.global_step(epoch, i)
-                clock.start()
                 monitor.add(self._step(x, y, step), x.shape[0], step)
                 clock.stop(self._sync)
                 self._set_lr(epoch, i + 1)
