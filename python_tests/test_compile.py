@@ -20,6 +20,7 @@ from timm.optim import create_optimizer_v2
 from efficienttrain_ext import cli
 from efficienttrain_ext.engine.acceleration import optimizer_kernel_options, resolve_compile, use_cudnn_autotuning
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine.compare import markdown_table
 
 from _etrain_helpers import TINY_VIT, assert_same_run, make_image_folder, metrics, tiny_args
 
@@ -63,6 +64,20 @@ def test_one_graph_per_stage_size_and_exact_resume(folder, tmp_path):
     assert _graphs() - before == 2 * 2
     assert [r["compilations"] for r in metrics(tmp_path / "resumed")] == [2, 0, 0, 2, 2]
     assert_same_run(tmp_path / "full", tmp_path / "resumed", 5)
+
+
+def test_compare_reports_compile_time_apart():
+    row = dict(seeds=1, of=1, epochs=5, sizes="46/54/64", top1_mean=50.0, top1_std=None, ema_top1_mean=None,
+               ema_top1_std=None, train_time_mean=100.0, train_time_std=None, measured=1.0, cpu=1.0,
+               predicted_mean=1.0)
+    result = {"reference": "none", "baseline_epochs": 5, "curricula": [
+        {**row, "curriculum": "none", "compile_time_mean": 20.0, "compile_time_std": None},
+        {**row, "curriculum": "efficienttrain", "compile_time_mean": 61.5, "compile_time_std": 1.5},
+        {**row, "curriculum": "eager", "compile_time_mean": 0.0, "compile_time_std": None}]}
+    text = markdown_table(result)
+    assert text.splitlines()[-1] == ("torch.compile time (s, not in train time): none 20.0, efficienttrain "
+                                     "61.5 ± 1.5")
+    assert "compile" not in markdown_table({**result, "curricula": [result["curricula"][2]]})
 
 
 def test_vit_size_switch_trains_the_new_pos_embed_through_the_compiled_model(folder, tmp_path):

@@ -498,6 +498,8 @@ def _epoch_line(r: dict[str, Any], primary: str = "top1") -> str:
     if f"{primary}_at_B" in r:
         parts.append(f"{primary}@B {fmt(r[f'{primary}_at_B'])}")
     parts += [f"{r['img_s']:.0f} img/s", f"train {r['train_time']:.1f}s", f"wall {r['wall_time']:.1f}s"]
+    if r.get("compile_time"):
+        parts.append(f"compile {r['compile_time']:.1f}s")
     return " | ".join(parts)
 
 
