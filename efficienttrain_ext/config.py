@@ -251,6 +251,9 @@ class TrainConfig(_Section):
     compile: Annotated[Literal["auto", "off", "model", "model+pipeline"],
                        BeforeValidator(lambda v: "model" if _yaml_off(v) == "on" else _yaml_off(v))] = "auto"
     compile_backend: str = "inductor"  # torch.compile's backend (aot_eager: no code generation, for tests)
+    # the next batch's copy / RandAugment / crop on a CUDA side stream while the step runs; auto: on CUDA only (on the
+    # CPU it only changes the order of random draws); on: also on the CPU (tests)
+    prefetch: Annotated[Literal["auto", "off", "on"], BeforeValidator(_yaml_off)] = "auto"
     channels_last: bool = False  # NHWC memory format for model and inputs (CNNs on CUDA: tensor-core convolutions)
 
     @field_validator("device")
@@ -319,7 +322,8 @@ class Config(_Section):
 OPERATIONAL_KEYS = {
     ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
     ("train", "progress"), ("train", "tensorboard"), ("train", "threads"), ("train", "log_interval"),
-    ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("optim", "fused"),
+    ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("train", "prefetch"),
+    ("optim", "fused"),
 }
 
 # keys that were replaced, with what replaced them

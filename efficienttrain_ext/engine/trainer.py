@@ -49,6 +49,7 @@ from .loss_monitor import DeviceLossMonitor, host_sync_allowed
 from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
+from .prefetch import Prefetcher
 from .report import summary_table
 from .stage_plan import StagePlan, steps_per_epoch
 from .tasks import ClassificationTask, Task
@@ -134,6 +135,9 @@ class Trainer:
         use_cudnn_autotuning(self.device, t.deterministic)
         self.host_group = host_group(self.info)  # the per-step skip agreement's CPU (gloo) group
         self.compile_mode = resolve_compile(t.compile, self.device)
+        # the next batch's device path while the step runs: on CUDA by default; on the CPU it would only reorder
+        self.prefetcher = Prefetcher(self.device, 1 if t.prefetch == "on" or (t.prefetch == "auto" and
+                                                                            self.device.type == "cuda") else 0)
         seed_all(t.seed)  # identical model init on every rank
 
     def _prepare_run_dir(self, run_dir: str | None, resume: str | None, overwrite: bool) -> str:
@@ -368,7 +372,6 @@ class Trainer:
         self._set_lr(epoch, 0)  # a new stage's batch factor applies from its first step
         monitor = DeviceLossMonitor(self.device, cfg.train.log_interval)
         clock = CompileClock(self.compile_mode != "off")
-        loaded = 0
         # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
         replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
         batches = replay_batches(loader, st.replay, plan.epoch_steps[epoch], replay_gen)
@@ -377,20 +380,31 @@ class Trainer:
         bar = tqdm(total=plan.epoch_steps[epoch], desc=title, dynamic_ncols=True, leave=False, mininterval=1.0,
                    file=sys.stderr, disable=not (cfg.train.progress and self.info.main))
         t_start, cpu_start = time.perf_counter(), time.process_time()
+        loaded = [0]
+
+        def prepare(indexed):
+            """Step i's host side and its batch's device path (prefetched: on a side stream on CUDA); None when
+            every rank skips the step."""
+            i, ((x, y, bad), fresh) = indexed
+            if fresh:
+                self._note_skipped(bad)
+                loaded[0] += x.shape[0]
+            # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
+            if not all_agree(x.shape[0] >= 2, self.info, self.host_group):
+                return None
+            m = plan.magnitude(epoch, i)
+            clock.start()  # the batch path may be compiled too
+            x, y = self.pipeline.train(x, y, st.size, m)
+            clock.stop(self._sync)
+            return i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
+
         with recompile_room(len(self.schedule.stages)):
-            for i, ((x, y, bad), fresh) in enumerate(batches):
-                if fresh:
-                    self._note_skipped(bad)
-                    loaded += x.shape[0]
-                # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
-                if not all_agree(x.shape[0] >= 2, self.info, self.host_group):
+            for prepared in self.prefetcher.run(enumerate(batches), prepare):
+                if prepared is None:
                     continue
-                m = plan.magnitude(epoch, i)
-                clock.start()  # the batch path may be compiled too
-                x, y = self.pipeline.train(x, y, st.size, m)
-                if cfg.train.channels_last:
-                    x = to_channels_last(x)
+                i, m, x, y = prepared
                 step = plan.global_step(epoch, i)
+                clock.start()
                 monitor.add(self._step(x, y, step), x.shape[0], step)
                 clock.stop(self._sync)
                 self._set_lr(epoch, i + 1)
@@ -409,7 +423,8 @@ class Trainer:
         cpu_time = time.process_time() - cpu_start - clock.cpu_seconds  # all threads of this process
         bar.close()
         self.lr_scheduler.step(epoch + 1)
-        stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded)], dtype=torch.float64), self.info)
+        stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded[0])], dtype=torch.float64),
+                        self.info)
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
                 "loaded_images": int(stats[2]), "replay": st.replay, "batch": plan.batch(epoch) * self.info.world,
                 "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
