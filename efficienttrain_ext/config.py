@@ -37,6 +37,11 @@ def _not_bool(v: Any) -> Any:
     return v
 
 
+def _yaml_off(v: Any) -> Any:
+    # YAML 1.1 reads a bare off / on as false / true: they mean the choices "off" and (for compile) "model"
+    return {False: "off", True: "on"}.get(v, v) if isinstance(v, bool) else v
+
+
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]  # also takes "1e-3", which YAML 1.1 reads as a string
 
@@ -191,6 +196,9 @@ class OptimConfig(_Section):
     min_lr: Float = Field(1e-6, ge=0.0)
     layer_decay: Float | None = Field(None, gt=0.0, le=1.0)  # layer-wise LR decay (fine-tuning)
     betas: list[Float] | None = None  # Adam-family (beta1, beta2); None: the optimizer's default
+    # auto: the fused kernel on CUDA where the optimizer has one (AdamW, Adam, SGD), else foreach on CUDA; on the CPU
+    # torch's default (its per-tensor loop). fused / foreach / off force one (off: the per-tensor loop)
+    fused: Annotated[Literal["auto", "fused", "foreach", "off"], BeforeValidator(_yaml_off)] = "auto"
 
     @field_validator("betas")
     @classmethod
@@ -237,6 +245,16 @@ class TrainConfig(_Section):
     tensorboard: bool = False
     eval_at_stage_size: bool = True
     threads: Int | None = Field(None, ge=1)
+    log_interval: Int = Field(50, ge=1)  # steps between host reads of the loss (and its non-finite check)
+    # torch.compile: off | model | model+pipeline (also the batch path's float/crop/normalise); auto: model on CUDA,
+    # off on the CPU. One compilation per distinct stage size (static shapes); its time is reported apart
+    compile: Annotated[Literal["auto", "off", "model", "model+pipeline"],
+                       BeforeValidator(lambda v: "model" if _yaml_off(v) == "on" else _yaml_off(v))] = "auto"
+    compile_backend: str = "inductor"  # torch.compile's backend (aot_eager: no code generation, for tests)
+    # the next batch's copy / RandAugment / crop on a CUDA side stream while the step runs; auto: on CUDA only (on the
+    # CPU it only changes the order of random draws); on: also on the CPU (tests)
+    prefetch: Annotated[Literal["auto", "off", "on"], BeforeValidator(_yaml_off)] = "auto"
+    channels_last: bool = False  # NHWC memory format for model and inputs (CNNs on CUDA: tensor-core convolutions)
 
     @field_validator("device")
     @classmethod
@@ -303,7 +321,9 @@ class Config(_Section):
 # keys that do not change what is trained: they may differ between a run and its resume
 OPERATIONAL_KEYS = {
     ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
-    ("train", "progress"), ("train", "tensorboard"), ("train", "threads"),
+    ("train", "progress"), ("train", "tensorboard"), ("train", "threads"), ("train", "log_interval"),
+    ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("train", "prefetch"),
+    ("optim", "fused"),
 }
 
 # keys that were replaced, with what replaced them

@@ -63,7 +63,8 @@ def metrics(run_dir):
         return [json.loads(line) for line in f]
 
 
-TIMING_KEYS = {"train_time", "train_cpu_time", "img_s", "wall_time", "train_time_total"}
+# facts of the process, not of the training: they may differ between a run and its resume
+TIMING_KEYS = {"train_time", "train_cpu_time", "img_s", "wall_time", "train_time_total", "compile_time", "compilations"}
 
 
 def assert_same_run(run_a, run_b, epochs):

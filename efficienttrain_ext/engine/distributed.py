@@ -11,7 +11,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "resolve_device", "seed_all", "all_agree", "all_sum", "all_union"]
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "seed_all", "host_group", "all_agree", "all_sum",
+           "all_union"]
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,22 @@ def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
-def all_agree(ok: bool, info: DistInfo, device: torch.device) -> bool:
-    """True when ``ok`` holds on every rank (one tiny all-reduce): ranks decide together, e.g. to skip a step
-    whose batch is unreadable on one of them, so no rank waits in a collective the others skip."""
+def host_group(info: DistInfo) -> dist.ProcessGroup | None:
+    """A gloo group of every rank for host-side agreements (None: the default group, already gloo, or one process).
+    Every rank must call it, in the same order as its other group creations."""
+    if not info.enabled or dist.get_backend() == "gloo":
+        return None
+    return dist.new_group(backend="gloo")
+
+
+def all_agree(ok: bool, info: DistInfo, group: dist.ProcessGroup | None = None) -> bool:
+    """True when ``ok`` holds on every rank (one tiny all-reduce of a CPU tensor over ``group``, a gloo group from
+    :func:`host_group`): ranks decide together, e.g. to skip a step whose batch is unreadable on one of them, so no
+    rank waits in a collective the others skip. Nothing touches the GPU, so the host does not wait for its queue."""
     if not info.enabled:
         return ok
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int32, device=device if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=group)
     return bool(flag.item())
 
 

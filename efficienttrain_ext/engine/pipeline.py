@@ -55,6 +55,7 @@ class BatchPipeline:
         self.image_filter = image_filter
         self.erasing = erasing
         self.mixup = mixup
+        self._train_float = self._to_float  # the training batches' float/crop/normalise path (may be compiled)
 
     @classmethod
     def from_config(cls, cfg: Config, mean, std, num_classes: int, device: torch.device) -> "BatchPipeline":
@@ -82,6 +83,11 @@ class BatchPipeline:
             x = resize_to(x, size, self.resize)
         return (x - self.mean) / self.std
 
+    def compile_float_path(self, compile_fn: Callable[[Callable], Callable]) -> None:
+        """Compile the training batches' float / filter / crop / normalise path with ``compile_fn`` (e.g. a static-
+        shape ``torch.compile``: one graph per stage size). Evaluation keeps the eager path."""
+        self._train_float = compile_fn(self._to_float)
+
     def train(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float,
               generator: torch.Generator | None = None):
         """A training batch at input size ``size`` and RandAugment magnitude ``magnitude`` (RandAugment's draws from
@@ -91,7 +97,7 @@ class BatchPipeline:
         if self.randaugment is not None:
             self.randaugment.magnitude = magnitude
             x = self.randaugment(x, generator)
-        x = self._to_float(x, size)
+        x = self._train_float(x, size)
         if self.erasing is not None:
             x = self.erasing(x)
         if self.mixup is not None:

@@ -45,6 +45,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[st
             f"{secs:>9.1f} {_fmt(st.get('relative_flops'), '.3f'):>9} {_fmt(meas, '.3f'):>9}"
         )
     last = rows[-1]
+    compile_total = sum(r.get("compile_time", 0.0) for r in rows)
     unit, spec = ("%", ".2f") if metric.startswith("top") else ("", ".4f")
     values = [r[metric] for r in rows if r.get(metric) is not None]
     best = (max if higher_is_better else min)(values) if values else None
@@ -54,6 +55,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[st
            if last.get("ema_" + metric) is not None else "")
         + f", best {metric} {_fmt(best, spec)}{unit}"
         + f", train time {meas_total_time:.1f} s, wall time {last['wall_time']:.1f} s"
+        + (f", torch.compile {compile_total:.1f} s (not in train time)" if compile_total else "")
     )
     if ref_spi:
         baseline_epochs = stages[0].get("baseline_epochs") if stages else None

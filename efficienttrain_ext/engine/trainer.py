@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -41,11 +40,16 @@ from ..data import Datasets, build_datasets
 from ..errors import ConfigError, TrainError
 from . import checkpoint as ckpt_io
 from .atomic import write_text_atomic
-from .distributed import DistInfo, all_agree, all_sum, all_union, init_distributed, resolve_device, seed_all
+from .acceleration import (CompileClock, compile_module, optimizer_kernel_options, recompile_room, resolve_compile,
+                           to_channels_last, use_cudnn_autotuning)
+from .distributed import (DistInfo, all_agree, all_sum, all_union, host_group, init_distributed, resolve_device,
+                          seed_all)
 from .loaders import LOADERS, EpochLoader, build_val_loader
+from .loss_monitor import DeviceLossMonitor, host_sync_allowed
 from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
+from .prefetch import Prefetcher
 from .report import summary_table
 from .stage_plan import StagePlan, steps_per_epoch
 from .tasks import ClassificationTask, Task
@@ -94,10 +98,14 @@ class Trainer:
         self.model = model
         self._build_plan()
         self.model.to(self.device)
+        if cfg.train.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         switch_input_size(self.model, resume_ckpt["input_size"] if resume_ckpt else self.schedule.stages[0].size)
         self._build_optimisation()
         self.pipeline = BatchPipeline.from_config(cfg, self.data.mean, self.data.std, self.data.num_classes,
                                                   self.device)
+        if self.compile_mode == "model+pipeline":
+            self.pipeline.compile_float_path(lambda f: compile_module(f, cfg.train.compile_backend))
         self.task: Task = task if task is not None else ClassificationTask(self.pipeline.soft_targets,
                                                                             cfg.aug.smoothing)
         self.start_epoch, self.wall_offset, self.skipped = 0, 0.0, set()
@@ -106,6 +114,7 @@ class Trainer:
         else:
             seed_all(cfg.train.seed + 1000003 * self.info.rank + 1)  # distinct augmentation streams per rank
         self.ddp_model = self._wrap()
+        self.step_model = self._compiled(self.ddp_model)
         self.log = MetricsLog(self.run_dir, keep_epochs=self.start_epoch, tensorboard=cfg.train.tensorboard) \
             if self.info.main else None
         if self.info.main:
@@ -123,6 +132,12 @@ class Trainer:
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
+        use_cudnn_autotuning(self.device, t.deterministic)
+        self.host_group = host_group(self.info)  # the per-step skip agreement's CPU (gloo) group
+        self.compile_mode = resolve_compile(t.compile, self.device)
+        # the next batch's device path while the step runs: on CUDA by default; on the CPU it would only reorder
+        self.prefetcher = Prefetcher(self.device, 1 if t.prefetch == "on" or (t.prefetch == "auto" and
+                                                                            self.device.type == "cuda") else 0)
         seed_all(t.seed)  # identical model init on every rank
 
     def _prepare_run_dir(self, run_dir: str | None, resume: str | None, overwrite: bool) -> str:
@@ -174,7 +189,8 @@ class Trainer:
         self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
         extra = {"betas": tuple(o.betas)} if o.betas is not None else {}
         self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
-                                             momentum=o.momentum, layer_decay=o.layer_decay, **extra)
+                                             momentum=o.momentum, layer_decay=o.layer_decay, **extra,
+                                             **optimizer_kernel_options(o.opt, o.fused, self.device))
         warmup = o.warmup_epochs if o.warmup_epochs is not None else self.schedule.epochs * 20 / 300
         self.lr_scheduler, _ = create_scheduler_v2(
             self.optimizer, o.sched, num_epochs=self.schedule.epochs, warmup_epochs=warmup, warmup_lr=o.warmup_lr,
@@ -202,6 +218,11 @@ class Trainer:
             return self.model
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(self.model, device_ids=ids)
+
+    def _compiled(self, model: nn.Module) -> nn.Module:
+        """What the step calls: ``model``, compiled unless ``train.compile`` is off. Called again whenever the DDP
+        wrapper is rebuilt."""
+        return model if self.compile_mode == "off" else compile_module(model, self.cfg.train.compile_backend)
 
     def _schedule_record(self) -> dict[str, Any]:
         rec = self.schedule.to_dict()
@@ -310,6 +331,7 @@ class Trainer:
                                      [self.ema.module] if self.ema else [])
         if replaced and self.info.enabled:
             self.ddp_model = self._wrap()  # DDP holds the old Parameter objects
+            self.step_model = self._compiled(self.ddp_model)
 
     def _set_lr(self, epoch: int, done: int) -> None:
         """timm's scheduler value at the plan's position, times the stage's batch factor (linear scaling rule)."""
@@ -319,12 +341,11 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] *= factor
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
+        """One optimisation step at global step ``step``; returns the loss as a device scalar, unread: nothing here
+        waits for the device (the loss is read at the log interval, :class:`~.loss_monitor.DeviceLossMonitor`)."""
         with self._autocast():
-            loss = self.task.loss(self.ddp_model, x, y)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at step {step}")
+            loss = self.task.loss(self.step_model, x, y)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.optim.clip_grad is not None:
@@ -334,7 +355,13 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.model, step=step + 1)
-        return loss_value
+        return loss.detach()
+
+    def _sync(self) -> None:
+        """Wait for the device (a deliberate host sync: epoch ends and compiling steps only)."""
+        if self.device.type == "cuda":
+            with host_sync_allowed(self.device):
+                torch.cuda.synchronize(self.device)
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         cfg, plan = self.cfg, self.plan
@@ -343,8 +370,8 @@ class Trainer:
         self.ddp_model.train()
         loader.set_epoch(epoch)
         self._set_lr(epoch, 0)  # a new stage's batch factor applies from its first step
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        images = loaded = 0
+        monitor = DeviceLossMonitor(self.device, cfg.train.log_interval)
+        clock = CompileClock(self.compile_mode != "off")
         # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
         replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
         batches = replay_batches(loader, st.replay, plan.epoch_steps[epoch], replay_gen)
@@ -353,35 +380,55 @@ class Trainer:
         bar = tqdm(total=plan.epoch_steps[epoch], desc=title, dynamic_ncols=True, leave=False, mininterval=1.0,
                    file=sys.stderr, disable=not (cfg.train.progress and self.info.main))
         t_start, cpu_start = time.perf_counter(), time.process_time()
-        for i, ((x, y, bad), fresh) in enumerate(batches):
+        loaded = [0]
+
+        def prepare(indexed):
+            """Step i's host side and its batch's device path (prefetched: on a side stream on CUDA); None when
+            every rank skips the step."""
+            i, ((x, y, bad), fresh) = indexed
             if fresh:
                 self._note_skipped(bad)
-                loaded += x.shape[0]
+                loaded[0] += x.shape[0]
             # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
-            if not all_agree(x.shape[0] >= 2, self.info, self.device):
-                continue
+            if not all_agree(x.shape[0] >= 2, self.info, self.host_group):
+                return None
             m = plan.magnitude(epoch, i)
+            clock.start()  # the batch path may be compiled too
             x, y = self.pipeline.train(x, y, st.size, m)
-            loss_value = self._step(x, y, plan.global_step(epoch, i))
-            self._set_lr(epoch, i + 1)
-            lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
-            loss_sum += loss_value * x.shape[0]
-            images += x.shape[0]
-            el = time.perf_counter() - t_start
-            bar.set_postfix_str(f"{images * self.info.world / el:.0f} img/s, loss {loss_value:.3f}, B {st.size}, "
-                                f"m {m:.2f}, lr {lr:.2e}", refresh=False)
-            bar.update(1)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        train_time = time.perf_counter() - t_start
-        cpu_time = time.process_time() - cpu_start  # all threads of this process; robust to a busy machine
+            clock.stop(self._sync)
+            return i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
+
+        with recompile_room(len(self.schedule.stages)):
+            for prepared in self.prefetcher.run(enumerate(batches), prepare):
+                if prepared is None:
+                    continue
+                i, m, x, y = prepared
+                step = plan.global_step(epoch, i)
+                clock.start()
+                monitor.add(self._step(x, y, step), x.shape[0], step)
+                clock.stop(self._sync)
+                self._set_lr(epoch, i + 1)
+                lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
+                if monitor.due():
+                    with host_sync_allowed(self.device):
+                        monitor.check()
+                    el = time.perf_counter() - t_start
+                    bar.set_postfix_str(f"{monitor.images * self.info.world / el:.0f} img/s, loss "
+                                        f"{monitor.last_mean:.3f}, B {st.size}, m {m:.2f}, lr {lr:.2e}", refresh=False)
+                bar.update(1)
+        with host_sync_allowed(self.device):
+            loss_sum = monitor.check()
+        self._sync()
+        train_time = time.perf_counter() - t_start - clock.seconds
+        cpu_time = time.process_time() - cpu_start - clock.cpu_seconds  # all threads of this process
         bar.close()
         self.lr_scheduler.step(epoch + 1)
-        stats = all_sum(torch.tensor([float(loss_sum), float(images), float(loaded)], dtype=torch.float64), self.info)
+        stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded[0])], dtype=torch.float64),
+                        self.info)
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
                 "loaded_images": int(stats[2]), "replay": st.replay, "batch": plan.batch(epoch) * self.info.world,
                 "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
-                "magnitude": m, "lr": lr}
+                "compile_time": clock.seconds, "compilations": clock.compilations, "magnitude": m, "lr": lr}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, size: int | None = None) -> dict[str, float]:
@@ -466,6 +513,8 @@ def _epoch_line(r: dict[str, Any], primary: str = "top1") -> str:
     if f"{primary}_at_B" in r:
         parts.append(f"{primary}@B {fmt(r[f'{primary}_at_B'])}")
     parts += [f"{r['img_s']:.0f} img/s", f"train {r['train_time']:.1f}s", f"wall {r['wall_time']:.1f}s"]
+    if r.get("compile_time"):
+        parts.append(f"compile {r['compile_time']:.1f}s")
     return " | ".join(parts)
 
 

@@ -1,0 +1,134 @@
+"""train.compile across a curriculum: one static graph per stage size and compiled function, no recompiles from the
+last (dropped) partial batch, through ViT size switches (replaced Parameters), EMA and resume; compile time apart.
+
+torch.compile runs with the ``aot_eager`` backend here (dynamo's tracing and AOT autograd, no code generation: the
+graph and recompile behaviour are the backend's input, the same as with inductor, at a fraction of the CPU time).
+The reference for the graph count is analytic: the schedule's distinct sizes (efficienttrain at final 64 and 5
+epochs: 46, 54, 64 -- 160/224 and 192/224 of 64 rounded to even sizes, paper Table 2's stage sizes; see
+efficienttrain_ext/curriculum/schedules.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch._dynamo
+from timm.optim import create_optimizer_v2
+
+from efficienttrain_ext import cli
+from efficienttrain_ext.engine.acceleration import optimizer_kernel_options, resolve_compile, use_cudnn_autotuning
+from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
+from efficienttrain_ext.engine.compare import markdown_table
+
+from _etrain_helpers import TINY_VIT, assert_same_run, make_image_folder, metrics, tiny_args
+
+COMPILE = ["--set", "train.compile_backend=aot_eager"]
+
+
+def _graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+def _breaks() -> int:
+    return sum(torch._dynamo.utils.counters["graph_break"].values())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("data"), per_class=8, size=64)
+
+
+def test_one_graph_per_stage_size_and_exact_resume(folder, tmp_path):
+    torch._dynamo.reset()
+    # 10 images at batch 4: 2 full steps per epoch, the partial batch of 2 is dropped (no third shape)
+    args = tiny_args(tmp_path, "full", "--data-root", str(folder), "--curriculum", "efficienttrain", *COMPILE,
+                     "--set", "train.compile=model+pipeline", subset=10, val=4, batch=4, epochs=5, size=64)
+    before, breaks = _graphs(), _breaks()
+    assert cli.main(args) == 0
+    rows = metrics(tmp_path / "full")
+    assert [r["size"] for r in rows] == [46, 46, 46, 54, 64]
+    # two compiled functions (the model, the batch path's float/crop/normalise), one static graph each per size
+    assert _graphs() - before == 2 * 3 and _breaks() == breaks
+    assert [r["compilations"] for r in rows] == [2, 0, 0, 2, 2]  # only where a stage starts
+    assert all((r["compile_time"] > 0) == (r["compilations"] > 0) for r in rows)
+    assert all(r["train_images"] == 8 for r in rows)
+
+    # resume at the last stage switch, in a copy: the same run, compiling only the sizes it still trains
+    shutil.copytree(tmp_path / "full", tmp_path / "resumed")
+    (tmp_path / "resumed" / "last.pt").unlink()
+    torch._dynamo.reset()  # as in a new process: nothing cached
+    before = _graphs()
+    assert cli.main(["train", "--resume", str(tmp_path / "resumed" / "stage1.pt")]) == 0
+    assert _graphs() - before == 2 * 2
+    assert [r["compilations"] for r in metrics(tmp_path / "resumed")] == [2, 0, 0, 2, 2]
+    assert_same_run(tmp_path / "full", tmp_path / "resumed", 5)
+
+
+def test_compare_reports_compile_time_apart():
+    row = dict(seeds=1, of=1, epochs=5, sizes="46/54/64", top1_mean=50.0, top1_std=None, ema_top1_mean=None,
+               ema_top1_std=None, train_time_mean=100.0, train_time_std=None, measured=1.0, cpu=1.0,
+               predicted_mean=1.0)
+    result = {"reference": "none", "baseline_epochs": 5, "curricula": [
+        {**row, "curriculum": "none", "compile_time_mean": 20.0, "compile_time_std": None},
+        {**row, "curriculum": "efficienttrain", "compile_time_mean": 61.5, "compile_time_std": 1.5},
+        {**row, "curriculum": "eager", "compile_time_mean": 0.0, "compile_time_std": None}]}
+    text = markdown_table(result)
+    assert text.splitlines()[-1] == ("torch.compile time (s, not in train time): none 20.0, efficienttrain "
+                                     "61.5 ± 1.5")
+    assert "compile" not in markdown_table({**result, "curricula": [result["curricula"][2]]})
+
+
+def test_vit_size_switch_trains_the_new_pos_embed_through_the_compiled_model(folder, tmp_path):
+    torch._dynamo.reset()
+    # DeiT at final 64: 48 then 64; set_input_size replaces pos_embed. A compiled graph that kept the old Parameter
+    # would leave the new one untouched after the switch
+    args = tiny_args(tmp_path, "vit", "--data-root", str(folder), "--curriculum", "efficienttrain", *COMPILE,
+                     "--set", "train.compile=model", subset=8, val=4, batch=4, epochs=3, size=64, model=TINY_VIT)
+    before = _graphs()
+    assert cli.main(args) == 0
+    assert [r["size"] for r in metrics(tmp_path / "vit")] == [48, 48, 64]
+    assert _graphs() - before == 2
+    at_switch, last = load_checkpoint(tmp_path / "vit" / "stage1.pt"), load_checkpoint(tmp_path / "vit" / "last.pt")
+    assert at_switch["model"]["pos_embed"].shape == last["model"]["pos_embed"].shape == (1, 17, 32)
+    assert not torch.equal(at_switch["model"]["pos_embed"], last["model"]["pos_embed"])
+    assert not torch.equal(at_switch["ema"]["pos_embed"], last["ema"]["pos_embed"])  # the EMA follows it
+
+
+def test_compile_and_kernel_options_resolve_per_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_compile("auto", cpu) == "off" and resolve_compile("auto", cuda) == "model"
+    assert resolve_compile("model+pipeline", cpu) == "model+pipeline"
+    with pytest.raises(ValueError, match="train.compile must be"):
+        resolve_compile("max", cpu)
+    # auto: torch's own default on the CPU (keeps CPU results), fused where the class has it on CUDA, else foreach
+    assert optimizer_kernel_options("adamw", "auto", cpu) == {}
+    assert optimizer_kernel_options("adamw", "auto", cuda) == {"fused": True, "foreach": False}
+    assert optimizer_kernel_options("sgd", "auto", cuda) == {"fused": True, "foreach": False}
+    assert optimizer_kernel_options("lamb", "auto", cuda) == {"foreach": True}  # timm's Lamb has no fused kernel
+    assert optimizer_kernel_options("adamw", "off", cuda) == {"foreach": False}
+    with pytest.raises(ValueError, match="optimizer 'lamb' has no fused kernel"):
+        optimizer_kernel_options("lamb", "fused", cuda)
+    model = torch.nn.Linear(4, 2)
+    opt = create_optimizer_v2(model, "adamw", lr=1e-3, **optimizer_kernel_options("adamw", "fused", cpu))
+    assert opt.defaults["fused"] is True  # torch has a fused CPU AdamW: the option reaches the optimizer
+    was = torch.backends.cudnn.benchmark
+    try:
+        use_cudnn_autotuning(cuda, deterministic=False)
+        assert torch.backends.cudnn.benchmark is True
+        use_cudnn_autotuning(cuda, deterministic=True)
+        assert torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = was
+
+
+def test_channels_last_run_and_bad_compile_values(folder, tmp_path, capsys):
+    args = tiny_args(tmp_path, "cl", "--data-root", str(folder), "--curriculum", "none", "--set",
+                     "train.channels_last=true", subset=8, val=4, batch=4, epochs=1, size=32)
+    assert cli.main(args) == 0
+    assert metrics(tmp_path / "cl")[0]["train_images"] == 8
+    # YAML's bare off is the choice "off"; an unknown choice is refused naming the key
+    base = tiny_args(tmp_path, "bad", subset=8, val=4, batch=4, epochs=1)
+    assert cli.main([*base, "--set", "train.compile=fast"]) == 2
+    assert "train.compile: Input should be 'auto', 'off', 'model' or 'model+pipeline'" in capsys.readouterr().err
