@@ -32,7 +32,6 @@ from tqdm import tqdm
 from ..config import Config, config_from_dict, config_to_dict, config_yaml, trajectory_dict
 from ..curriculum import plan as curriculum_plan
 from ..curriculum.flops import flops_by_size
-from ..curriculum.replay import replay_batches
 from ..curriculum.schedules import Schedule
 from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
@@ -40,12 +39,14 @@ from ..curriculum.tables import schedule_table, stage_costs
 from ..data import Datasets, build_datasets
 from ..errors import ConfigError, TrainError
 from . import checkpoint as ckpt_io
+from .accumulation import Accumulation, average_gradients, replay_micro_batches, resolve_accum_steps
 from .atomic import write_text_atomic
 from .distributed import DistInfo, all_agree, all_sum, all_union, init_distributed, resolve_device, seed_all
 from .loaders import LOADERS, EpochLoader, build_val_loader
 from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
+from .recipe import progress_rule, warmup_position
 from .report import summary_table
 from .stage_plan import StagePlan, steps_per_epoch
 from .tasks import ClassificationTask, Task
@@ -163,22 +164,28 @@ class Trainer:
     def _build_plan(self) -> None:
         cfg = self.cfg
         self.schedule = make_schedule(cfg, self.model)
-        self.plan = StagePlan.build(self.schedule, cfg.train.batch_size, len(self.data.train), self.info.world)
+        t = cfg.train
+        self.accum = Accumulation(resolve_accum_steps(t.accum_steps, t.global_batch, t.batch_size, self.info.world))
+        self.plan = StagePlan.build(self.schedule, t.batch_size, len(self.data.train), self.info.world,
+                                    accum=self.accum.steps, progress=progress_rule(cfg, self.schedule))
         # predicted cost (the FLOP count also runs the model once at every size: a size it cannot take fails here)
         self.flops = flops_by_size(self.model, [s.size for s in self.schedule.stages] + [cfg.data.final_size])
         self.stage_costs, self.predicted_cost = stage_costs(self.schedule, self.flops)
 
     def _build_optimisation(self) -> None:
         o, cfg = self.cfg.optim, self.cfg
-        global_batch = cfg.train.batch_size * self.info.world
+        global_batch = cfg.train.batch_size * self.info.world * self.accum.steps
         self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
         extra = {"betas": tuple(o.betas)} if o.betas is not None else {}
         self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
                                              momentum=o.momentum, layer_decay=o.layer_decay, **extra)
-        warmup = o.warmup_epochs if o.warmup_epochs is not None else self.schedule.epochs * 20 / 300
+        # positions are optimizer steps at the reference batch (the plan's lr_position); like the authors'
+        # cosine_scheduler (ConvNeXt's utils.py, which EfficientTrain's main.py uses), the warm-up comes first and
+        # the decay spans the rest, reaching min_lr at the last step
+        total, warmup = self.plan.lr_total, warmup_position(cfg, self.plan)
         self.lr_scheduler, _ = create_scheduler_v2(
-            self.optimizer, o.sched, num_epochs=self.schedule.epochs, warmup_epochs=warmup, warmup_lr=o.warmup_lr,
-            min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=self.plan.ref_steps)
+            self.optimizer, o.sched, num_epochs=max(total - warmup, 1e-9), warmup_epochs=warmup,
+            warmup_lr=o.warmup_lr, warmup_prefix=True, min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=1)
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
@@ -213,6 +220,8 @@ class Trainer:
         rec["primary_metric"] = self.task.primary  # what etrain plot draws
         rec["steps_per_epoch"] = self.plan.ref_steps  # at train.batch_size (the learning-rate schedule's epoch)
         rec["total_steps"] = self.plan.total_steps
+        rec["accum_steps"] = self.plan.accum  # micro-batches per optimizer step
+        rec["progress"] = progress_rule(self.cfg, self.schedule)  # what the learning rate advances with
         return rec
 
     # ----- checkpoints
@@ -319,25 +328,43 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] *= factor
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> float:
-        with self._autocast():
-            loss = self.task.loss(self.ddp_model, x, y)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at step {step}")
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int, j: int = 0) -> float:
+        """Forward and backward of micro-batch ``j`` of the epoch; after the last micro-batch of an optimizer step
+        (every one without accumulation), the update."""
+        with self.accum.sync(self.ddp_model, j):  # DDP: gradients all-reduced at the step's last micro-batch only
+            with self._autocast():
+                loss = self.task.loss(self.ddp_model, x, y)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at step {step}")
+            if self.accum.micro(j) == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(self.accum.scale_loss(loss)).backward()
+        if self.accum.is_last(j):
+            self._update(step)
+        return loss_value
+
+    def _update(self, step: int) -> None:
         if self.cfg.optim.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
             dispatch_clip_grad(self.model.parameters(), self.cfg.optim.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)  # a step whose first micro-batch is skipped starts clean
         if self.ema is not None:
             self.ema.update(self.model, step=step + 1)
-        return loss_value
+
+    def _update_after_skip(self, step: int) -> None:
+        """The last micro-batch of an optimizer step was skipped on every rank: update with what the others
+        accumulated (averaged over ranks by hand: DDP synchronises at the last micro-batch only)."""
+        if not any(p.grad is not None for p in self.model.parameters()):
+            return  # the whole step was skipped
+        if self.info.enabled:
+            average_gradients(self.model, self.info.world)
+        self._update(step)
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, plan = self.cfg, self.plan
+        cfg, plan, accum = self.cfg, self.plan, self.accum
         st = plan.stage(epoch)
         loader = self._train_loader(plan.batch(epoch))
         self.ddp_model.train()
@@ -347,26 +374,32 @@ class Trainer:
         images = loaded = 0
         # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
         replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
-        batches = replay_batches(loader, st.replay, plan.epoch_steps[epoch], replay_gen)
+        batches = replay_micro_batches(loader, st.replay, plan.epoch_steps[epoch], accum.steps, replay_gen)
         m = lr = 0.0
         title = f"epoch {epoch + 1}/{plan.epochs} B={st.size}" + (f" replay {st.replay}" if st.replay > 1 else "")
         bar = tqdm(total=plan.epoch_steps[epoch], desc=title, dynamic_ncols=True, leave=False, mininterval=1.0,
                    file=sys.stderr, disable=not (cfg.train.progress and self.info.main))
         t_start, cpu_start = time.perf_counter(), time.process_time()
-        for i, ((x, y, bad), fresh) in enumerate(batches):
+        for j, ((x, y, bad), fresh) in enumerate(batches):  # j: micro-batch, i: optimizer step
+            i = j // accum.steps
             if fresh:
                 self._note_skipped(bad)
                 loaded += x.shape[0]
             # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
             if not all_agree(x.shape[0] >= 2, self.info, self.device):
+                if accum.is_last(j):
+                    self._update_after_skip(plan.global_step(epoch, i))
+                    self._set_lr(epoch, i + 1)
                 continue
             m = plan.magnitude(epoch, i)
             x, y = self.pipeline.train(x, y, st.size, m)
-            loss_value = self._step(x, y, plan.global_step(epoch, i))
-            self._set_lr(epoch, i + 1)
-            lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
+            loss_value = self._step(x, y, plan.global_step(epoch, i), j)
             loss_sum += loss_value * x.shape[0]
             images += x.shape[0]
+            if not accum.is_last(j):
+                continue
+            self._set_lr(epoch, i + 1)
+            lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
             el = time.perf_counter() - t_start
             bar.set_postfix_str(f"{images * self.info.world / el:.0f} img/s, loss {loss_value:.3f}, B {st.size}, "
                                 f"m {m:.2f}, lr {lr:.2e}", refresh=False)
@@ -379,7 +412,8 @@ class Trainer:
         self.lr_scheduler.step(epoch + 1)
         stats = all_sum(torch.tensor([float(loss_sum), float(images), float(loaded)], dtype=torch.float64), self.info)
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
-                "loaded_images": int(stats[2]), "replay": st.replay, "batch": plan.batch(epoch) * self.info.world,
+                "loaded_images": int(stats[2]), "replay": st.replay,
+                "batch": plan.batch(epoch) * self.info.world * accum.steps,
                 "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
                 "magnitude": m, "lr": lr}
 
@@ -414,10 +448,13 @@ class Trainer:
         if self.info.main:
             print(schedule_table(self.schedule, self.flops), flush=True)
             steps = "/".join(str(p["steps_per_epoch"]) for p in plan.describe())
-            batches = "/".join(str(b * self.info.world) for b in plan.stage_batch)
-            print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage), "
-                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world}, device {self.device}",
-                  flush=True)
+            batches = "/".join(str(b * self.info.world * plan.accum) for b in plan.stage_batch)
+            accum = f" ({plan.accum} micro-batches per step)" if plan.accum > 1 else ""
+            warmup = warmup_position(self.cfg, plan) / plan.lr_total
+            print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage){accum}, "
+                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world * plan.accum}, warm-up "
+                  f"{warmup:.1%} of the schedule, progress by {progress_rule(self.cfg, self.schedule)}, "
+                  f"device {self.device}", flush=True)
         train_total = sum(r["train_time"] for r in (self.log.rows if self.log else []))
         last: dict[str, Any] = self.log.rows[-1] if self.log and self.log.rows else {}
         for epoch in range(self.start_epoch, plan.epochs):
