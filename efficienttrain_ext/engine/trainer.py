@@ -182,10 +182,12 @@ class Trainer:
         # positions are optimizer steps at the reference batch (the plan's lr_position); like the authors'
         # cosine_scheduler (ConvNeXt's utils.py, which EfficientTrain's main.py uses), the warm-up comes first and
         # the decay spans the rest, reaching min_lr at the last step
-        total, warmup = self.plan.lr_total, warmup_position(cfg, self.plan)
+        # (in epochs of ref_steps, so that timm's epoch-valued options such as decay_epochs keep their meaning)
+        ref = self.plan.ref_steps
+        total, warmup = self.plan.lr_total / ref, warmup_position(cfg, self.plan) / ref
         self.lr_scheduler, _ = create_scheduler_v2(
             self.optimizer, o.sched, num_epochs=max(total - warmup, 1e-9), warmup_epochs=warmup,
-            warmup_lr=o.warmup_lr, warmup_prefix=True, min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=1)
+            warmup_lr=o.warmup_lr, warmup_prefix=True, min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=ref)
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
