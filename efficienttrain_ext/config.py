@@ -116,9 +116,12 @@ class ProgressiveOptions(_Section):
 
 
 class EfficientTrainPPOptions(_Section):
-    """``curriculum: efficienttrain++``: the reference size list (default: from the model's family)."""
+    """``curriculum: efficienttrain++``: the reference size list (default: from the model's family), and the budget
+    at which ``model.drop_path`` holds: the authors' scripts train with drop path ``rate * budget / 200``
+    (LeapLabTHU/EfficientTrain, _ET_pp_main_*.py); null keeps ``model.drop_path`` at every budget."""
 
     family: Literal[tuple(sorted(ETPP_SIZES))] | None = None
+    drop_path_budget: Float | None = Field(200.0, gt=0.0)
 
 
 ReplaySpec = Union[Int, dict[int, Int]]
@@ -138,6 +141,9 @@ class CurriculumConfig(_Section):
     magnitude_ramp: bool = True
     resize: Literal["lowfreq", "bilinear", "bicubic", "area"] = "lowfreq"
     filter: str | None = None  # "lowpass:r" / "highpass:r": a circular filter of radius r on every training image
+    # what the learning-rate schedule and the RandAugment ramp advance with (engine/stage_plan.py): images trained,
+    # or compute ((B/v)^2 per image); auto: compute for runs that stand for a smaller budget (efficienttrain++)
+    progress: Literal["auto", "images", "compute"] = "auto"
     progressive: ProgressiveOptions = Field(default_factory=ProgressiveOptions)
     efficienttrain_pp: EfficientTrainPPOptions = Field(default_factory=EfficientTrainPPOptions)
 
@@ -191,7 +197,11 @@ class OptimConfig(_Section):
     momentum: Float = Field(0.9, ge=0.0, lt=1.0)
     clip_grad: Float | None = Field(5.0, gt=0.0)
     sched: str = "cosine"
-    warmup_epochs: Float | None = Field(None, ge=0.0)  # None: 20/300 of the run
+    # epochs of training (the paper's 20, whatever the run's length; MAE pre-training 40, IN-22K 5); None: 20/300 of
+    # the run (this project's rule before the recipe-fidelity work, kept so older runs can resume)
+    warmup_epochs: Float | None = Field(20.0, ge=0.0)
+    # a share of the learning-rate schedule instead (EfficientTrain++ for DeiT: 0.2); replaces warmup_epochs
+    warmup_fraction: Float | None = Field(None, ge=0.0, lt=1.0)
     warmup_lr: Float = Field(1e-6, ge=0.0)
     min_lr: Float = Field(1e-6, ge=0.0)
     layer_decay: Float | None = Field(None, gt=0.0, le=1.0)  # layer-wise LR decay (fine-tuning)
@@ -235,7 +245,13 @@ class TrainConfig(_Section):
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, off on CPU
     ema: bool = True
     ema_decay: Float = Field(0.9999, gt=0.0, lt=1.0)
-    ema_warmup: bool = True
+    # timm's EMA warm-up (decay 1 - (1 + step)^-2/3) leaves ~0.9995 at the end of a 300-epoch run at batch 4096;
+    # the recipe's decay holds from the first step without it (the authors use timm's ModelEma, which has none)
+    ema_warmup: bool = False
+    # gradient accumulation: micro-batches of batch_size per optimizer step, or auto (global_batch / (batch_size x
+    # processes)); the learning rate, replay and batch_scale refer to the global batch batch_size x processes x steps
+    accum_steps: Union[Int, Literal["auto"]] = Field(1)
+    global_batch: Int | None = Field(None, ge=1)  # with accum_steps=auto: the batch to reach (the paper's 4096)
     seed: Int = 0
     deterministic: bool = False
     device: str = "auto"
@@ -255,6 +271,22 @@ class TrainConfig(_Section):
     # CPU it only changes the order of random draws); on: also on the CPU (tests)
     prefetch: Annotated[Literal["auto", "off", "on"], BeforeValidator(_yaml_off)] = "auto"
     channels_last: bool = False  # NHWC memory format for model and inputs (CNNs on CUDA: tensor-core convolutions)
+
+    @field_validator("accum_steps")
+    @classmethod
+    def _accum(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"must be an integer >= 1 or auto, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _global_batch(self) -> "TrainConfig":
+        if self.accum_steps == "auto" and self.global_batch is None:
+            raise ValueError("train.accum_steps=auto needs train.global_batch (e.g. 4096, the paper's batch)")
+        if self.global_batch is not None and self.global_batch % self.batch_size:
+            raise ValueError(f"train.global_batch {self.global_batch} is not a multiple of train.batch_size "
+                             f"{self.batch_size}")
+        return self
 
     @field_validator("device")
     @classmethod

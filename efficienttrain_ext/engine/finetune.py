@@ -47,14 +47,14 @@ __all__ = ["FINETUNE_DEFAULTS", "LINEAR_PROBE_DEFAULTS", "Source", "LoadReport",
 # defaults: RandAugment m9, mixup 0.8, cutmix 1.0, label smoothing 0.1, erasing 0.25, drop path 0.1)
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "curriculum": {"name": "none"},
-    "optim": {"base_lr": 5e-4, "base_batch": 256, "layer_decay": 0.75},
+    "optim": {"base_lr": 5e-4, "base_batch": 256, "layer_decay": 0.75, "warmup_epochs": 5},  # MAE Table 9: 5
     "train": {"epochs": 100},
 }
 # --linear-probe on top (MAE's linear probing, Table 10 there: no augmentation beyond crop + flip, no weight decay)
 LINEAR_PROBE_DEFAULTS: dict[str, Any] = {
     "model": {"drop_path": 0.0},
     "aug": {"randaugment": None, "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.0, "reprob": 0.0},
-    "optim": {"base_lr": 1e-3, "weight_decay": 0.0, "layer_decay": None},
+    "optim": {"base_lr": 1e-3, "weight_decay": 0.0, "layer_decay": None, "warmup_epochs": 10},  # MAE Table 10: 10
     "finetune": {"linear_probe": True},
 }
 

@@ -41,7 +41,8 @@ MAE_DEFAULTS: dict[str, Any] = {
     "model": {"name": "vit_base_patch16_224", "drop_path": 0.0},
     "data": {"scale": [0.2, 1.0]},
     "aug": {"randaugment": None, "mixup": 0.0, "cutmix": 0.0, "smoothing": 0.0, "reprob": 0.0},
-    "optim": {"base_lr": 1.5e-4, "base_batch": 256, "weight_decay": 0.05, "betas": [0.9, 0.95], "clip_grad": None},
+    "optim": {"base_lr": 1.5e-4, "base_batch": 256, "weight_decay": 0.05, "betas": [0.9, 0.95], "clip_grad": None,
+              "warmup_epochs": 40},  # MAE Table 8: 40 warm-up epochs
     "train": {"epochs": 1600, "ema": False},
 }
 

@@ -13,6 +13,7 @@ from torch import nn
 from .. import models  # noqa: F401  (registers efficienttrain_ext's own timm models, e.g. cswin_tiny_224)
 from ..config import Config
 from ..errors import TrainError
+from .recipe import drop_path_rate
 
 __all__ = ["create_model", "import_modules", "resolve_factory"]
 
@@ -46,8 +47,9 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
 
 def _timm_kwargs(cfg: Config) -> dict[str, Any]:
     kwargs: dict[str, Any] = dict(cfg.model.kwargs)
-    if cfg.model.drop_path is not None:
-        kwargs.setdefault("drop_path_rate", cfg.model.drop_path)
+    rate = drop_path_rate(cfg)  # under efficienttrain++ scaled with the budget
+    if rate is not None:
+        kwargs.setdefault("drop_path_rate", rate)
     if cfg.model.pretrained_file:
         if not os.path.isfile(cfg.model.pretrained_file):
             raise TrainError(f"pretrained weights {cfg.model.pretrained_file} not found")

@@ -31,7 +31,6 @@ from tqdm import tqdm
 from ..config import Config, config_from_dict, config_to_dict, config_yaml, trajectory_dict
 from ..curriculum import plan as curriculum_plan
 from ..curriculum.flops import flops_by_size
-from ..curriculum.replay import replay_batches
 from ..curriculum.schedules import Schedule
 from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
@@ -39,6 +38,7 @@ from ..curriculum.tables import schedule_table, stage_costs
 from ..data import Datasets, build_datasets
 from ..errors import ConfigError, TrainError
 from . import checkpoint as ckpt_io
+from .accumulation import Accumulation, average_gradients, replay_micro_batches, resolve_accum_steps
 from .atomic import write_text_atomic
 from .acceleration import (CompileClock, compile_module, optimizer_kernel_options, recompile_room, resolve_compile,
                            to_channels_last, use_cudnn_autotuning)
@@ -50,6 +50,7 @@ from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
 from .prefetch import Prefetcher
+from .recipe import progress_rule, warmup_position
 from .report import summary_table
 from .stage_plan import StagePlan, steps_per_epoch
 from .tasks import ClassificationTask, Task
@@ -178,23 +179,31 @@ class Trainer:
     def _build_plan(self) -> None:
         cfg = self.cfg
         self.schedule = make_schedule(cfg, self.model)
-        self.plan = StagePlan.build(self.schedule, cfg.train.batch_size, len(self.data.train), self.info.world)
+        t = cfg.train
+        self.accum = Accumulation(resolve_accum_steps(t.accum_steps, t.global_batch, t.batch_size, self.info.world))
+        self.plan = StagePlan.build(self.schedule, t.batch_size, len(self.data.train), self.info.world,
+                                    accum=self.accum.steps, progress=progress_rule(cfg, self.schedule))
         # predicted cost (the FLOP count also runs the model once at every size: a size it cannot take fails here)
         self.flops = flops_by_size(self.model, [s.size for s in self.schedule.stages] + [cfg.data.final_size])
         self.stage_costs, self.predicted_cost = stage_costs(self.schedule, self.flops)
 
     def _build_optimisation(self) -> None:
         o, cfg = self.cfg.optim, self.cfg
-        global_batch = cfg.train.batch_size * self.info.world
+        global_batch = cfg.train.batch_size * self.info.world * self.accum.steps
         self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
         extra = {"betas": tuple(o.betas)} if o.betas is not None else {}
         self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
                                              momentum=o.momentum, layer_decay=o.layer_decay, **extra,
                                              **optimizer_kernel_options(o.opt, o.fused, self.device))
-        warmup = o.warmup_epochs if o.warmup_epochs is not None else self.schedule.epochs * 20 / 300
+        # positions are optimizer steps at the reference batch (the plan's lr_position); like the authors'
+        # cosine_scheduler (ConvNeXt's utils.py, which EfficientTrain's main.py uses), the warm-up comes first and
+        # the decay spans the rest, reaching min_lr at the last step
+        # (in epochs of ref_steps, so that timm's epoch-valued options such as decay_epochs keep their meaning)
+        ref = self.plan.ref_steps
+        total, warmup = self.plan.lr_total / ref, warmup_position(cfg, self.plan) / ref
         self.lr_scheduler, _ = create_scheduler_v2(
-            self.optimizer, o.sched, num_epochs=self.schedule.epochs, warmup_epochs=warmup, warmup_lr=o.warmup_lr,
-            min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=self.plan.ref_steps)
+            self.optimizer, o.sched, num_epochs=max(total - warmup, 1e-9), warmup_epochs=warmup,
+            warmup_lr=o.warmup_lr, warmup_prefix=True, min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=ref)
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
@@ -234,6 +243,8 @@ class Trainer:
         rec["primary_metric"] = self.task.primary  # what etrain plot draws
         rec["steps_per_epoch"] = self.plan.ref_steps  # at train.batch_size (the learning-rate schedule's epoch)
         rec["total_steps"] = self.plan.total_steps
+        rec["accum_steps"] = self.plan.accum  # micro-batches per optimizer step
+        rec["progress"] = progress_rule(self.cfg, self.schedule)  # what the learning rate advances with
         return rec
 
     # ----- checkpoints
@@ -341,21 +352,29 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] *= factor
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        """One optimisation step at global step ``step``; returns the loss as a device scalar, unread: nothing here
+    def _step(self, x: torch.Tensor, y: torch.Tensor, step: int, j: int = 0) -> torch.Tensor:
+        """Forward and backward of micro-batch ``j`` of the epoch; after the last micro-batch of an optimizer step
+        (every one without accumulation), the update. Returns the loss as a device scalar, unread: nothing here
         waits for the device (the loss is read at the log interval, :class:`~.loss_monitor.DeviceLossMonitor`)."""
-        with self._autocast():
-            loss = self.task.loss(self.step_model, x, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        with self.accum.sync(self.ddp_model, j):  # DDP: gradients all-reduced at the step's last micro-batch only
+            with self._autocast():
+                loss = self.task.loss(self.step_model, x, y)
+            if self.accum.micro(j) == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(self.accum.scale_loss(loss)).backward()
+        if self.accum.is_last(j):
+            self._update(step)
+        return loss.detach()
+
+    def _update(self, step: int) -> None:
         if self.cfg.optim.clip_grad is not None:
             self.scaler.unscale_(self.optimizer)
             dispatch_clip_grad(self.model.parameters(), self.cfg.optim.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)  # a step whose first micro-batch is skipped starts clean
         if self.ema is not None:
             self.ema.update(self.model, step=step + 1)
-        return loss.detach()
 
     def _sync(self) -> None:
         """Wait for the device (a deliberate host sync: epoch ends and compiling steps only)."""
@@ -363,8 +382,17 @@ class Trainer:
             with host_sync_allowed(self.device):
                 torch.cuda.synchronize(self.device)
 
+    def _update_after_skip(self, step: int) -> None:
+        """The last micro-batch of an optimizer step was skipped on every rank: update with what the others
+        accumulated (averaged over ranks by hand: DDP synchronises at the last micro-batch only)."""
+        if not any(p.grad is not None for p in self.model.parameters()):
+            return  # the whole step was skipped
+        if self.info.enabled:
+            average_gradients(self.model, self.info.world)
+        self._update(step)
+
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
-        cfg, plan = self.cfg, self.plan
+        cfg, plan, accum = self.cfg, self.plan, self.accum
         st = plan.stage(epoch)
         loader = self._train_loader(plan.batch(epoch))
         self.ddp_model.train()
@@ -374,7 +402,7 @@ class Trainer:
         clock = CompileClock(self.compile_mode != "off")
         # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
         replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
-        batches = replay_batches(loader, st.replay, plan.epoch_steps[epoch], replay_gen)
+        batches = replay_micro_batches(loader, st.replay, plan.epoch_steps[epoch], accum.steps, replay_gen)
         m = lr = 0.0
         title = f"epoch {epoch + 1}/{plan.epochs} B={st.size}" + (f" replay {st.replay}" if st.replay > 1 else "")
         bar = tqdm(total=plan.epoch_steps[epoch], desc=title, dynamic_ncols=True, leave=False, mininterval=1.0,
@@ -383,30 +411,36 @@ class Trainer:
         loaded = [0]
 
         def prepare(indexed):
-            """Step i's host side and its batch's device path (prefetched: on a side stream on CUDA); None when
-            every rank skips the step."""
-            i, ((x, y, bad), fresh) = indexed
+            """Micro-batch j's host side and its device path (prefetched: on a side stream on CUDA); x is None when
+            every rank skips it."""
+            j, ((x, y, bad), fresh) = indexed
+            i = j // accum.steps  # the optimizer step
             if fresh:
                 self._note_skipped(bad)
                 loaded[0] += x.shape[0]
             # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
             if not all_agree(x.shape[0] >= 2, self.info, self.host_group):
-                return None
+                return j, i, None, None, None
             m = plan.magnitude(epoch, i)
             clock.start()  # the batch path may be compiled too
             x, y = self.pipeline.train(x, y, st.size, m)
             clock.stop(self._sync)
-            return i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
+            return j, i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
 
         with recompile_room(len(self.schedule.stages)):
-            for prepared in self.prefetcher.run(enumerate(batches), prepare):
-                if prepared is None:
-                    continue
-                i, m, x, y = prepared
+            for j, i, m_j, x, y in self.prefetcher.run(enumerate(batches), prepare):
                 step = plan.global_step(epoch, i)
+                if x is None:
+                    if accum.is_last(j):
+                        self._update_after_skip(step)
+                        self._set_lr(epoch, i + 1)
+                    continue
+                m = m_j
                 clock.start()
-                monitor.add(self._step(x, y, step), x.shape[0], step)
+                monitor.add(self._step(x, y, step, j), x.shape[0], step)
                 clock.stop(self._sync)
+                if not accum.is_last(j):
+                    continue
                 self._set_lr(epoch, i + 1)
                 lr = max(g["lr"] for g in self.optimizer.param_groups)  # the unscaled rate under layer decay
                 if monitor.due():
@@ -426,7 +460,8 @@ class Trainer:
         stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded[0])], dtype=torch.float64),
                         self.info)
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
-                "loaded_images": int(stats[2]), "replay": st.replay, "batch": plan.batch(epoch) * self.info.world,
+                "loaded_images": int(stats[2]), "replay": st.replay,
+                "batch": plan.batch(epoch) * self.info.world * accum.steps,
                 "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
                 "compile_time": clock.seconds, "compilations": clock.compilations, "magnitude": m, "lr": lr}
 
@@ -461,10 +496,13 @@ class Trainer:
         if self.info.main:
             print(schedule_table(self.schedule, self.flops), flush=True)
             steps = "/".join(str(p["steps_per_epoch"]) for p in plan.describe())
-            batches = "/".join(str(b * self.info.world) for b in plan.stage_batch)
-            print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage), "
-                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world}, device {self.device}",
-                  flush=True)
+            batches = "/".join(str(b * self.info.world * plan.accum) for b in plan.stage_batch)
+            accum = f" ({plan.accum} micro-batches per step)" if plan.accum > 1 else ""
+            warmup = warmup_position(self.cfg, plan) / plan.lr_total
+            print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage){accum}, "
+                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world * plan.accum}, warm-up "
+                  f"{warmup:.1%} of the schedule, progress by {progress_rule(self.cfg, self.schedule)}, "
+                  f"device {self.device}", flush=True)
         train_total = sum(r["train_time"] for r in (self.log.rows if self.log else []))
         last: dict[str, Any] = self.log.rows[-1] if self.log and self.log.rows else {}
         for epoch in range(self.start_epoch, plan.epochs):
