@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint (default: the trained model)")
     p.add_argument("--labels", type=_str_list, metavar="NAME,...", help="one name per checkpoint")
     p.add_argument("--batch-size", type=int, help="evaluation batch (default train.batch_size)")
-    p.add_argument("--output", required=True, help="directory for the tables and plots")
+    p.add_argument("--output", help="directory for the tables and plots (default: analysis/ beside the first "
+                   "checkpoint: RUN/analysis for a run directory or RUN/last.pt)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config entry (the data, e.g. data.val_subset=1000); repeatable")
     return parser
