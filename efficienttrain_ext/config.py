@@ -58,7 +58,9 @@ class DataConfig(_Section):
     dataset: Literal[DATASETS] = "auto"  # auto: from root (train/ folders -> imagefolder, IDX files -> fashion_mnist)
     root: str | None = None  # default for fashion_mnist: /usr/share/datasets/fashion-mnist
     final_size: Int = Field(224, ge=1)
-    crop_pct: Float = Field(0.875, gt=0.0, le=1.0)
+    # evaluation: None = the authors' rule (a plain resize to v x v at v >= 384, else resize to v / 0.875 and
+    # centre-crop; LeapLabTHU/EfficientTrain datasets.py); a number: resize to v / crop_pct and centre-crop at any v
+    crop_pct: Float | None = Field(None, gt=0.0, le=1.0)
     scale: list[Float] = Field(default_factory=lambda: [0.08, 1.0])
     ratio: list[Float] = Field(default_factory=lambda: [3 / 4, 4 / 3])
     hflip: Float = Field(0.5, ge=0.0, le=1.0)
@@ -212,6 +214,10 @@ class AugConfig(_Section):
     smoothing: Float = Field(0.1, ge=0.0, lt=1.0)
     reprob: Float = Field(0.25, ge=0.0, le=1.0)
     remode: Literal["pixel", "rand", "const"] = "pixel"
+    # before_crop: erase the full-size image, then bring it to B (EfficientTrain's order: its loader erases at 224,
+    # the crop runs afterwards, LeapLabTHU/EfficientTrain datasets.py + engine.py); after_crop: erase the B x B
+    # image (EfficientTrain++'s released order, datasets_buffer.py; this project's order before issue 20)
+    erasing_order: Literal["before_crop", "after_crop"] = "before_crop"
 
     @field_validator("randaugment")
     @classmethod
