@@ -7,6 +7,7 @@ next to the value) or, for PVT-v2, whai362/PVT classification/configs/pvt_v2/*.p
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
+from efficienttrain_ext import cli
 from efficienttrain_ext.config import load_config
 from efficienttrain_ext.curriculum import build_schedule
 from efficienttrain_ext.curriculum.schedules import efficienttrain_sizes
@@ -24,7 +26,9 @@ from efficienttrain_ext.data.transforms import WARP_FROM, eval_transform
 from efficienttrain_ext.engine.pipeline import BatchPipeline
 from efficienttrain_ext.errors import ConfigError
 from efficienttrain_ext.ops.lowfreq import lowfreq_crop
+from efficienttrain_ext.presets import paper_preset, paper_presets
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -149,3 +153,96 @@ def test_efficienttrain_sizes_at_224_384_and_below():
     # rule meets the paper's rule at 224 and keeps each stage's share of the band
     b1 = [efficienttrain_sizes(v)[0] / v for v in (96, 160, 192, 224)]
     assert b1 == pytest.approx([160 / 224] * 4)
+
+
+# ----- item 2: per-model presets (the papers' Table 14, as the authors' scripts run it)
+
+# LeapLabTHU/EfficientTrain ET_training.py: default_dp_dict (drop path) and additional_configs (' --model_ema true'
+# for ConvNeXt/CSWin, ' --use_amp true --clip_grad 5.0 ' for DeiT/Swin, ' --use_amp true --model_ema true' for CSWin,
+# '' for ResNet-50: no EMA, no clipping, fp32); PVT-v2: whai362/PVT classification/configs/pvt_v2/pvt_v2_b*.py
+# (drop_path, clip_grad). Columns: model, preset file, drop path, EMA, clip, amp.
+TABLE_14 = [
+    ("resnet50", "resnet50", 0.0, False, None, "off"),
+    ("convnext_tiny", "convnext_tiny", 0.1, True, None, "off"),
+    ("convnext_small.fb_in1k", "convnext_small", 0.4, True, None, "off"),
+    ("convnext_base", "convnext_base", 0.5, True, None, "off"),
+    ("deit_tiny_patch16_224", "deit_tiny", 0.1, False, 5.0, "auto"),
+    ("deit_small_patch16_224", "deit_small", 0.1, False, 5.0, "auto"),
+    ("swin_tiny_patch4_window7_224", "swin_tiny", 0.2, False, 5.0, "auto"),
+    ("swin_small_patch4_window7_224", "swin_small", 0.3, False, 5.0, "auto"),
+    ("swin_base_patch4_window7_224", "swin_base", 0.5, False, 5.0, "auto"),
+    ("cswin_tiny_224", "cswin_tiny", 0.2, True, None, "auto"),
+    ("cswin_small_224", "cswin_small", 0.4, True, None, "auto"),
+    ("cswin_base_224", "cswin_base", 0.5, True, None, "auto"),
+    ("pvt_v2_b0", "pvt_v2_b0", 0.1, False, None, "auto"),  # pvt_v2_b0.py: drop_path=0.1, clip_grad=None
+    ("pvt_v2_b2", "pvt_v2_b2", 0.1, False, None, "auto"),  # pvt_v2_b2.py: drop_path=0.1, clip_grad=None
+    ("pvt_v2_b3", "pvt_v2_b3", 0.3, False, 1.0, "auto"),  # pvt_v2_b3.py: drop_path=0.3, clip_grad=1.0
+    ("pvt_v2_b5", "pvt_v2_b5", 0.3, False, 1.0, "auto"),  # pvt_v2_b5.py: drop_path=0.3, clip_grad=1.0
+]
+
+
+@pytest.mark.parametrize("model,stem,drop_path,ema,clip,amp", TABLE_14)
+def test_paper_preset_per_model(model, stem, drop_path, ema, clip, amp):
+    path = paper_preset(model)
+    assert os.path.basename(path) == f"{stem}.yaml"
+    cfg = load_config(path)
+    assert (cfg.model.drop_path, cfg.train.ema, cfg.optim.clip_grad, cfg.train.amp) == (drop_path, ema, clip, amp)
+    # the common recipe (ET_training.py: --lr 4e-3 at an effective batch of 4096 (update_freq = 4096 / GPUs /
+    # batch), --warmup_epochs 20, --epochs 300; main.py defaults: weight decay 0.05, smoothing 0.1, mixup 0.8,
+    # cutmix 1.0, reprob 0.25, EMA decay 0.9999, min lr 1e-6)
+    o, a, t = cfg.optim, cfg.aug, cfg.train
+    assert (o.base_lr, o.base_batch, o.warmup_epochs, o.weight_decay, o.min_lr) == (4e-3, 4096, 20, 0.05, 1e-6)
+    assert (a.smoothing, a.mixup, a.cutmix, a.reprob, t.ema_decay, t.epochs) == (0.1, 0.8, 1.0, 0.25, 0.9999, 300)
+    assert cfg.model.name == model.split(".")[0]
+
+
+def test_every_shipped_preset_is_in_the_table_and_loads():
+    assert set(paper_presets()) == {stem for _, stem, *_ in TABLE_14} | {"pvt_v2_b1", "pvt_v2_b4"}
+    for path in paper_presets().values():
+        load_config(path)
+
+
+def test_imagenet22k_presets():
+    # EfficientTrain++ Table 12 (CSWin-B/L on IN-22K): warm-up 5 epochs on IN-22K (Table 14)
+    for m in ("base", "large"):
+        cfg = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_224_pretrain.yaml"))
+        assert (cfg.model.name, cfg.curriculum.name, cfg.optim.warmup_epochs) == (f"cswin_{m}_224",
+                                                                                    "efficienttrain++", 5)
+        for s in (224, 384):
+            ft = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_{s}_ft1k.yaml"))
+            # LeapLabTHU/EfficientTrain EVAL.md, fine-tuning IN-22K models: --drop_path 0.2 --weight_decay 1e-8
+            # --batch_size 64 (x 8 GPUs) --lr 5e-5 --warmup_epochs 0 --epochs 30 --cutmix 0 --mixup 0
+            # --layer_decay 0.9 --model_ema_decay 0.9998 --input_size 224 / 384
+            o = ft.optim
+            assert (ft.model.drop_path, o.weight_decay, o.base_lr, o.base_batch, o.warmup_epochs, o.layer_decay) == \
+                (0.2, 1e-8, 5e-5, 512, 0, 0.9)
+            assert (ft.train.epochs, ft.train.batch_size, ft.aug.mixup, ft.aug.cutmix, ft.train.ema_decay) == \
+                (30, 64, 0.0, 0.0, 0.9998)
+            assert (ft.model.name, ft.data.final_size, ft.curriculum.name) == (f"cswin_{m}_{s}", s, "none")
+            assert ft.data.crop_pct is None  # at 384: the authors' warp to 384 x 384 (item 7)
+
+
+def test_preset_paper_on_the_command_line(capsys):
+    args = cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "swin_tiny_patch4_window7_224",
+                                          "--set", "train.epochs=100"])
+    cfg = cli._config(args)
+    assert "configs/imagenet/swin_tiny.yaml" in capsys.readouterr().out  # it says which file
+    assert (cfg.model.drop_path, cfg.optim.clip_grad, cfg.train.epochs) == (0.2, 5.0, 100)  # --set still wins
+    # the real command, end to end (ResNet-50 at a small final size: the FLOP count stays cheap)
+    assert cli.main(["schedule", "--preset", "paper", "--model", "resnet50", "--final-size", "64",
+                     "--epochs", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "configs/imagenet/resnet50.yaml" in out and "model resnet50" in out
+
+
+def test_preset_errors(capsys):
+    assert cli.main(["train", "--preset", "paper", "--model", "resnet50d"]) == 2
+    assert "no paper preset for model 'resnet50d'" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "paper"]) == 2
+    assert "give --model" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "paper", "--model", "resnet50", "-c", "configs/imagenet_paper.yaml"]) == 2
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--preset", "papers"])
+    with pytest.raises(ConfigError, match="missing"):
+        paper_presets("/nonexistent/configs/imagenet")
