@@ -129,6 +129,12 @@ class CurriculumConfig(_Section):
     min_size: Int | None = Field(None, ge=1)  # declare the model's smallest input size (default: probed)
     # any curriculum: EfficientTrain++'s replay buffer and larger batches below the final size
     replay: ReplaySpec | None = None  # r, or {size: r}
+    # reaugment: each loaded batch is trained on r times, augmented afresh each time (curriculum/replay.py
+    # replay_batches); authors: EfficientTrain++'s released buffer (LeapLabTHU/EfficientTrain engine_buffer.py):
+    # every step loads batch/r images, augments them once and adds them to a buffer of the last `replay_buffer`
+    # loaded batches, then trains on them plus (r-1)/r of a batch drawn from the buffer with replacement
+    replay_mode: Literal["reaugment", "authors"] = "reaugment"
+    replay_buffer: ReplaySpec | None = None  # authors mode: capacity in loaded batches, or {size: capacity}
     batch_scale: BatchScaleSpec | None = None  # k, {size: k}, or "pixels" ((v/B)^2)
     # ablations (paper Table 13): the size ramp, the RandAugment ramp, how B is reached, a fixed low-pass filter
     size_ramp: bool = True
@@ -152,6 +158,23 @@ class CurriculumConfig(_Section):
         if v is not None and any(r < 1 for r in values):
             raise ValueError(f"replay factors must be integers >= 1, got {v}")
         return v
+
+    @field_validator("replay_buffer")
+    @classmethod
+    def _replay_buffer(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if v is not None and any(c < 1 for c in values):
+            raise ValueError(f"buffer capacities must be integers >= 1 (loaded batches), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _replay_mode(self) -> "CurriculumConfig":
+        if self.replay_buffer is not None and self.replay_mode != "authors":
+            raise ValueError("curriculum.replay_buffer applies to curriculum.replay_mode=authors")
+        if self.replay_mode == "authors" and self.replay is not None and self.replay_buffer is None:
+            raise ValueError("curriculum.replay_mode=authors needs curriculum.replay_buffer, the buffer's capacity "
+                             "in loaded batches (the authors': {96: 1920, 160: 256} with replay {96: 4, 160: 2})")
+        return self
 
     @field_validator("batch_scale")
     @classmethod

@@ -97,7 +97,12 @@ class BatchPipeline:
     def train(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float,
               generator: torch.Generator | None = None):
         """A training batch at input size ``size`` and RandAugment magnitude ``magnitude`` (RandAugment's draws from
-        ``generator``, a CPU generator, when given; else torch's global one)."""
+        ``generator``, a CPU generator, when given; else torch's global one): :meth:`augment`, then :meth:`mix`."""
+        return self.mix(*self.augment(x, y, size, magnitude, generator))
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float,
+                generator: torch.Generator | None = None):
+        """Everything of :meth:`train` up to Mixup/CutMix: what a replay buffer of augmented images keeps."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if self.randaugment is not None:
@@ -111,6 +116,10 @@ class BatchPipeline:
             x = self._to_float(x, size)
             if self.erasing is not None:
                 x = self.erasing(x)
+        return x, y
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor):
+        """Mixup/CutMix of an augmented batch (hard labels in, soft targets out when on)."""
         if self.mixup is not None:
             if x.shape[0] % 2:  # timm's Mixup pairs images: drop one when skipped images made the batch odd
                 x, y = x[:-1], y[:-1]
