@@ -1,11 +1,13 @@
-"""Every ``etrain`` command that README.md and docs/*.md show is a command this version accepts.
+"""Every ``etrain`` command that README.md, docs/*.md and the comments of configs/ show is a command this version
+accepts.
 
 Each command (fenced code lines starting with ``etrain``, ``python -m efficienttrain_ext`` or ``torchrun ... -m
 efficienttrain_ext``, and inline code spans that start with ``etrain SUBCOMMAND``) goes through the real argument
 parser, and its configuration (``-c`` file, convenience flags, ``--set``) through the real, validating loader: a
 required option the docs leave out, an unknown flag, a missing preset or a mistyped key fails here with the file
 and the command named. Placeholders (``CKPT``, ``RUN``, ``...``, ``[OPTIONAL]``) parse as the values they stand for.
-Scripts (``bash scripts/X.sh``, ``python scripts/X.py``) and presets (``configs/...yaml``) the docs name must exist.
+A preset's own ``--preset paper --model M`` comment must select that preset. Scripts (``bash scripts/X.sh``,
+``python scripts/X.py``) and presets (``configs/...yaml``) the docs name must exist.
 Training itself is run by the tests of each command (test_train, test_analysis, test_compare, test_search, ...).
 """
 
@@ -19,6 +21,7 @@ import pytest
 
 from efficienttrain_ext import cli
 from efficienttrain_ext.engine.mae import MAE_DEFAULTS
+from efficienttrain_ext.presets import paper_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(REPO, "README.md")] + sorted(
@@ -44,6 +47,13 @@ def _commands() -> list[tuple[str, str]]:
             if len(words) > 2 and words[0] == "etrain" and re.fullmatch(r"[a-z]+", words[1]) \
                     and re.match(r"-|[A-Z_0-9]+$|\S*[/.]", words[2]):
                 out.append((name, span))
+    for root, _, files in os.walk(os.path.join(REPO, "configs")):  # presets show their command in a comment
+        for f in sorted(files):
+            if f.endswith((".yaml", ".yml")):
+                for line in open(os.path.join(root, f)):
+                    line = line.lstrip("#").strip()
+                    if _COMMAND.match(line):
+                        out.append((os.path.relpath(os.path.join(root, f), REPO), line))
     return out
 
 
@@ -74,6 +84,8 @@ def test_documented_command_parses_and_validates(where, command, capsys):
     placeholder = any(_PLACEHOLDER.fullmatch(str(v)) for v in (config, getattr(args, "curriculum", None)) if v)
     if config and not placeholder:
         assert os.path.exists(os.path.join(REPO, config)), f"{where}: `{command}` names {config}, which is missing"
+    if getattr(args, "preset", None) and where.startswith("configs/"):  # a preset's own command selects it
+        assert os.path.relpath(paper_preset(args.model), REPO) == where, f"{where}: `{command}` selects another preset"
     if args.command in ("train", "schedule", "search", "compare", "mae") and not getattr(args, "resume", None) \
             and not placeholder:
         cwd = os.getcwd()
