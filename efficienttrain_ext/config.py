@@ -26,7 +26,7 @@ from .errors import ConfigError
 __all__ = ["Config", "ConfigError", "ModelConfig", "DataConfig", "CurriculumConfig", "ProgressiveOptions",
            "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "MaeConfig", "FinetuneConfig",
            "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "merge_config_dicts",
-           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS"]
+           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS", "LEGACY_DEFAULTS", "with_legacy_defaults"]
 
 
 
@@ -334,6 +334,22 @@ OPERATIONAL_KEYS = {
     ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
     ("train", "progress"), ("train", "tensorboard"), ("train", "threads"),
 }
+
+# keys added with a default that is not what older runs did: an older checkpoint's configuration gets the old
+# behaviour (engine/checkpoint.py load applies this), so a resumed run continues as it started
+LEGACY_DEFAULTS = {
+    ("aug", "erasing_order"): "after_crop",  # erasing ran at size B before issue 20
+}
+
+
+def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored configuration with :data:`LEGACY_DEFAULTS` filled in where its section lacks the key."""
+    out = copy.deepcopy(dict(d))
+    for (section, key), value in LEGACY_DEFAULTS.items():
+        if isinstance(out.get(section), Mapping) and key not in out[section]:
+            out[section] = {**out[section], key: value}
+    return out
+
 
 # keys that were replaced, with what replaced them
 _MOVED = {

@@ -18,7 +18,8 @@ from timm.data.random_erasing import RandomErasing
 from torchvision import transforms as T
 
 from efficienttrain_ext import cli
-from efficienttrain_ext.config import load_config
+from efficienttrain_ext.config import load_config, with_legacy_defaults
+from efficienttrain_ext.engine import checkpoint as ckpt_io
 from efficienttrain_ext.curriculum import build_schedule
 from efficienttrain_ext.curriculum.schedules import efficienttrain_sizes
 from efficienttrain_ext.curriculum.sizes import SizeRule
@@ -27,6 +28,8 @@ from efficienttrain_ext.engine.pipeline import BatchPipeline
 from efficienttrain_ext.errors import ConfigError
 from efficienttrain_ext.ops.lowfreq import lowfreq_crop
 from efficienttrain_ext.presets import paper_preset, paper_presets
+
+from _etrain_helpers import tiny_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -246,3 +249,23 @@ def test_preset_errors(capsys):
         cli.build_parser().parse_args(["train", "--preset", "papers"])
     with pytest.raises(ConfigError, match="missing"):
         paper_presets("/nonexistent/configs/imagenet")
+
+
+def test_a_run_started_before_the_change_resumes_with_its_erasing_order(tmp_path, capsys):
+    """A checkpoint written before aug.erasing_order existed erased at size B: resumed, it keeps that order."""
+    assert with_legacy_defaults({"aug": {"reprob": 0.25}}) == {"aug": {"reprob": 0.25, "erasing_order": "after_crop"}}
+    assert with_legacy_defaults({"aug": {"erasing_order": "before_crop"}})["aug"]["erasing_order"] == "before_crop"
+    args = tiny_args(tmp_path, "old", "--curriculum", "none", epochs=1, subset=32, val=32)
+    assert cli.main(args) == 0
+    last = tmp_path / "old" / "last.pt"
+    ck = ckpt_io.load(last)
+    ck["config"]["aug"].pop("erasing_order")  # as an older version wrote it
+    ck["fingerprint"] = ckpt_io.fingerprint({s: v for s, v in ck["config"].items()})
+    ckpt_io.save_atomic(ck, last)
+    assert ckpt_io.load(last)["config"]["aug"]["erasing_order"] == "after_crop"
+    assert cli.main(["train", "--resume", str(tmp_path / "old")]) == 0, capsys.readouterr().err
+    assert "erasing_order: after_crop" in (tmp_path / "old" / "config.yaml").read_text()
+    # the same command resumes it as it started; switching the order mid-run is another configuration: refused
+    assert cli.main([*args, "--resume", str(tmp_path / "old")]) == 0
+    assert cli.main([*args, "--resume", str(tmp_path / "old"), "--set", "aug.erasing_order=before_crop"]) == 2
+    assert "aug.erasing_order: 'after_crop' -> 'before_crop'" in capsys.readouterr().err
