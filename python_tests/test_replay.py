@@ -225,3 +225,23 @@ def test_driver_authors_mode_loads_batch_over_r_per_step(tmp_path, monkeypatch, 
     assert "gives no capacity for the stage at 22 px" in capsys.readouterr().err
     assert cli.main(tiny_args(tmp_path, "b2", *authors, "--batch-size", "15", subset=64, val=32)) == 2
     assert "not a multiple of its replay 2" in capsys.readouterr().err
+
+
+# LeapLabTHU/EfficientTrain _ET_pp_wReplay_main_{res50,swinT,cswinT}.py: replay_times_list and
+# replay_buffer_size_list over res_list = [96]*2 + [160]*4 + [224]*4 (sizes with r = 1 hold no buffer)
+WREPLAY = [
+    ("resnet50", "resnet50", {96: 4, 160: 2}, {96: 1920, 160: 256}, 0.0, None),  # [4,2,1], [1920,256,0]
+    ("swin_tiny", "swin_tiny_patch4_window7_224", {96: 2}, {96: 1024}, 0.2, 5.0),  # [2,1,1], [1024,0,0]
+    ("cswin_tiny", "cswin_tiny_224", {96: 2}, {96: 1024}, 0.2, None),  # [2,1,1], [1024,0,0]
+]
+
+
+@pytest.mark.parametrize("stem,model,replay,buffer,drop_path,clip", WREPLAY)
+def test_authors_replay_presets_per_model(stem, model, replay, buffer, drop_path, clip):
+    cfg = load_config(os.path.join(REPO, "configs", "imagenet_etpp_replay", f"{stem}.yaml"))
+    c = cfg.curriculum
+    assert (cfg.model.name, c.name, c.replay_mode, c.replay, c.replay_buffer) == (model, "efficienttrain++", "authors",
+                                                                                 replay, buffer)
+    # bs_list 512 per GPU x 8 (or 256 x update_freq 2): 4096; --lr 4e-3; the model's Table 14 row underneath
+    assert (cfg.train.batch_size * 8, cfg.optim.base_lr, cfg.model.drop_path, cfg.optim.clip_grad) == \
+        (4096, 4e-3, drop_path, clip)
