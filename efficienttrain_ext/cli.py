@@ -26,7 +26,8 @@ from .engine.model_factory import create_model
 from .engine.plots import compare_table, plot_runs
 from .engine.search_runner import run_search
 from .engine.trainer import make_schedule, run
-from .errors import EtrainError, SearchError
+from .errors import ConfigError, EtrainError, SearchError
+from .presets import PRESETS, paper_preset
 
 __all__ = ["main", "build_parser"]
 
@@ -51,8 +52,12 @@ _FLAGS = {
 }
 
 
-def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool = True) -> None:
+def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool = True,
+                     presets: bool = False) -> None:
     p.add_argument("-c", "--config", help="YAML preset (see configs/); CLI flags and --set override it")
+    if presets:
+        p.add_argument("--preset", choices=PRESETS, help="paper: the papers' recipe for --model (Table 14: drop path, "
+                       "EMA, clipping, AMP per model), from configs/imagenet/; prints which file")
     p.add_argument("--model", help="timm model name, or package.module:factory for your own model (a callable "
                    "taking num_classes); random init unless --pretrained-file")
     p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
@@ -87,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etrain", description="EfficientTrain curricula for timm models")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train a timm model with a curriculum")
-    _add_config_args(p, training=True)
+    _add_config_args(p, training=True, presets=True)
     p = sub.add_parser("mae", help="masked-autoencoder pre-training of a timm ViT/DeiT with a curriculum (the "
                        "flags of train; MAE's recipe as defaults); writes encoder.pth and reconstruction.png")
     _add_config_args(p, training=True)
@@ -103,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="freeze the backbone, train a new classifier (MAE's linear-probe recipe as defaults)")
     p.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay (default 0.75; 1: none)")
     p = sub.add_parser("schedule", help="print a curriculum's stage table and predicted compute (FLOP counted)")
-    _add_config_args(p, training=False)
+    _add_config_args(p, training=False, presets=True)
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the model counted")
     p = sub.add_parser("search", help="search the per-stage sizes with short proxy runs: EfficientTrain's "
                        "Algorithm 1 (et), its forward variant, or EfficientTrain++'s computation-constrained search "
@@ -161,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint (default: the trained model)")
     p.add_argument("--labels", type=_str_list, metavar="NAME,...", help="one name per checkpoint")
     p.add_argument("--batch-size", type=int, help="evaluation batch (default train.batch_size)")
-    p.add_argument("--output", required=True, help="directory for the tables and plots")
+    p.add_argument("--output", help="directory for the tables and plots (default: analysis/ beside the first "
+                   "checkpoint: RUN/analysis for a run directory or RUN/last.pt)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config entry (the data, e.g. data.val_subset=1000); repeatable")
     return parser
@@ -181,10 +187,16 @@ def _str_list(text: str) -> list[str]:
 def _config(args: argparse.Namespace, base: dict | None = None, flags: dict[str, str] | None = None) -> Config:
     """The configuration of a command: defaults < ``base`` (the command's own defaults) < --config < flags < --set
     (a resumed run without --config: its own configuration < flags < --set)."""
-    if getattr(args, "resume", None) and not args.config:
+    config = args.config
+    if getattr(args, "preset", None):
+        if config:
+            raise ConfigError("give -c FILE or --preset, not both")
+        config = paper_preset(args.model)
+        print(f"etrain {args.command}: --preset {args.preset} for {args.model}: {config}", flush=True)
+    if getattr(args, "resume", None) and not config:
         cfg = config_from_dict(ckpt_io.load(args.resume)["config"])  # continue with the run's own configuration
     else:
-        cfg = load_config(args.config, base=base)
+        cfg = load_config(config, base=base)
     flags = [f"{key}={_yaml_value(getattr(args, flag))}" for flag, key in {**_FLAGS, **(flags or {})}.items()
              if getattr(args, flag, None) is not None]
     return apply_overrides(cfg, flags + list(args.overrides))

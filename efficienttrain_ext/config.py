@@ -26,7 +26,7 @@ from .errors import ConfigError
 __all__ = ["Config", "ConfigError", "ModelConfig", "DataConfig", "CurriculumConfig", "ProgressiveOptions",
            "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "MaeConfig", "FinetuneConfig",
            "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "merge_config_dicts",
-           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS"]
+           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS", "LEGACY_DEFAULTS", "with_legacy_defaults"]
 
 
 
@@ -63,7 +63,9 @@ class DataConfig(_Section):
     dataset: Literal[DATASETS] = "auto"  # auto: from root (train/ folders -> imagefolder, IDX files -> fashion_mnist)
     root: str | None = None  # default for fashion_mnist: /usr/share/datasets/fashion-mnist
     final_size: Int = Field(224, ge=1)
-    crop_pct: Float = Field(0.875, gt=0.0, le=1.0)
+    # evaluation: None = the authors' rule (a plain resize to v x v at v >= 384, else resize to v / 0.875 and
+    # centre-crop; LeapLabTHU/EfficientTrain datasets.py); a number: resize to v / crop_pct and centre-crop at any v
+    crop_pct: Float | None = Field(None, gt=0.0, le=1.0)
     scale: list[Float] = Field(default_factory=lambda: [0.08, 1.0])
     ratio: list[Float] = Field(default_factory=lambda: [3 / 4, 4 / 3])
     hflip: Float = Field(0.5, ge=0.0, le=1.0)
@@ -135,6 +137,12 @@ class CurriculumConfig(_Section):
     min_size: Int | None = Field(None, ge=1)  # declare the model's smallest input size (default: probed)
     # any curriculum: EfficientTrain++'s replay buffer and larger batches below the final size
     replay: ReplaySpec | None = None  # r, or {size: r}
+    # reaugment: each loaded batch is trained on r times, augmented afresh each time (curriculum/replay.py
+    # replay_batches); authors: EfficientTrain++'s released buffer (LeapLabTHU/EfficientTrain engine_buffer.py):
+    # every step loads batch/r images, augments them once and adds them to a buffer of the last `replay_buffer`
+    # loaded batches, then trains on them plus (r-1)/r of a batch drawn from the buffer with replacement
+    replay_mode: Literal["reaugment", "authors"] = "reaugment"
+    replay_buffer: ReplaySpec | None = None  # authors mode: capacity in loaded batches, or {size: capacity}
     batch_scale: BatchScaleSpec | None = None  # k, {size: k}, or "pixels" ((v/B)^2)
     # ablations (paper Table 13): the size ramp, the RandAugment ramp, how B is reached, a fixed low-pass filter
     size_ramp: bool = True
@@ -161,6 +169,23 @@ class CurriculumConfig(_Section):
         if v is not None and any(r < 1 for r in values):
             raise ValueError(f"replay factors must be integers >= 1, got {v}")
         return v
+
+    @field_validator("replay_buffer")
+    @classmethod
+    def _replay_buffer(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if v is not None and any(c < 1 for c in values):
+            raise ValueError(f"buffer capacities must be integers >= 1 (loaded batches), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _replay_mode(self) -> "CurriculumConfig":
+        if self.replay_buffer is not None and self.replay_mode != "authors":
+            raise ValueError("curriculum.replay_buffer applies to curriculum.replay_mode=authors")
+        if self.replay_mode == "authors" and self.replay is not None and self.replay_buffer is None:
+            raise ValueError("curriculum.replay_mode=authors needs curriculum.replay_buffer, the buffer's capacity "
+                             "in loaded batches (the authors': {96: 1920, 160: 256} with replay {96: 4, 160: 2})")
+        return self
 
     @field_validator("batch_scale")
     @classmethod
@@ -230,6 +255,10 @@ class AugConfig(_Section):
     smoothing: Float = Field(0.1, ge=0.0, lt=1.0)
     reprob: Float = Field(0.25, ge=0.0, le=1.0)
     remode: Literal["pixel", "rand", "const"] = "pixel"
+    # before_crop: erase the full-size image, then bring it to B (EfficientTrain's order: its loader erases at 224,
+    # the crop runs afterwards, LeapLabTHU/EfficientTrain datasets.py + engine.py); after_crop: erase the B x B
+    # image (EfficientTrain++'s released order, datasets_buffer.py; this project's order before issue 20)
+    erasing_order: Literal["before_crop", "after_crop"] = "before_crop"
 
     @field_validator("randaugment")
     @classmethod
@@ -357,6 +386,22 @@ OPERATIONAL_KEYS = {
     ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("train", "prefetch"),
     ("optim", "fused"),
 }
+
+# keys added with a default that is not what older runs did: an older checkpoint's configuration gets the old
+# behaviour (engine/checkpoint.py load applies this), so a resumed run continues as it started
+LEGACY_DEFAULTS = {
+    ("aug", "erasing_order"): "after_crop",  # erasing ran at size B before issue 20
+}
+
+
+def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored configuration with :data:`LEGACY_DEFAULTS` filled in where its section lacks the key."""
+    out = copy.deepcopy(dict(d))
+    for (section, key), value in LEGACY_DEFAULTS.items():
+        if isinstance(out.get(section), Mapping) and key not in out[section]:
+            out[section] = {**out[section], key: value}
+    return out
+
 
 # keys that were replaced, with what replaced them
 _MOVED = {

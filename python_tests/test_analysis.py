@@ -15,6 +15,7 @@ from torch import nn
 from efficienttrain_ext import cli
 from efficienttrain_ext.analysis import (cka_from_grams, centered_gram, cka_matrix, filter_specs, filtered_accuracy,
                                          layer_grams, linear_cka)
+from efficienttrain_ext.analysis.runner import default_output
 from efficienttrain_ext.config import load_config
 from efficienttrain_ext.engine.pipeline import BatchPipeline
 from efficienttrain_ext.errors import ConfigError
@@ -218,3 +219,15 @@ def test_etrain_analyze_timm_state_dict(two_runs, capsys):
     assert "two checkpoints" in capsys.readouterr().err
     assert cli.main(["analyze", str(base), "--lowpass", "0", "--output", str(out / "x")]) == 2
     assert "radii" in capsys.readouterr().err
+
+
+def test_etrain_analyze_as_the_readme_writes_it(two_runs):
+    """README.md: `etrain analyze CKPT [CKPT2] --lowpass 8,16 --highpass 8 --cka`, with no --output: the results go
+    to analysis/ beside the first checkpoint (issue 20 item 10)."""
+    out, (base, et) = two_runs
+    assert cli.main(["analyze", str(base), str(et), "--lowpass", "8,16", "--highpass", "8", "--cka",
+                     "--set", "train.progress=false"]) == 0
+    res = json.loads((base / "analysis" / "analyze.json").read_text())
+    assert set(res["spectral"][res["checkpoints"][0]["label"]]) == {"none", "lowpass:8", "lowpass:16", "highpass:8"}
+    assert res["cka"]["images"] == 40  # --cka-images 512 capped at the 40 validation images
+    assert default_output(str(et / "last.pt")) == str(et / "analysis")  # a checkpoint file: beside it

@@ -25,7 +25,7 @@ LAYERS = {
     "ops": 1, "models": 1,
     "augment": 2,
     "curriculum": 3, "data": 3,
-    "config": 4,
+    "config": 4, "presets": 4,
     "engine": 5, "search": 5, "analysis": 5,
     "integrations": 6,
     "cli": 7, "__main__": 8,

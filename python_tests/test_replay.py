@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from efficienttrain_ext import cli
+from efficienttrain_ext.config import load_config
 from efficienttrain_ext.curriculum import (
     Schedule,
     ScheduleError,
@@ -19,9 +20,10 @@ from efficienttrain_ext.curriculum import (
     with_replay,
 )
 from efficienttrain_ext.data import FashionMNIST
-from efficienttrain_ext.curriculum.replay import loads_needed, replay_batches
+from efficienttrain_ext.curriculum.replay import SampleReplayBuffer, loads_needed, replay_batches
+from efficienttrain_ext.errors import ConfigError
 
-from _etrain_helpers import FMNIST, metrics, tiny_args
+from _etrain_helpers import FMNIST, REPO, metrics, tiny_args
 
 
 class CountingIter:
@@ -142,3 +144,104 @@ def test_driver_loads_one_in_replay_batches(tmp_path, monkeypatch):
     # what the training split actually read (the validation split is evaluated every epoch in full)
     train_reads = reads[60000]  # the subsets index the full splits (60,000 train, 10,000 test images)
     assert train_reads == 32 + 32 + 64
+
+
+# ----- curriculum.replay_mode: authors (EfficientTrain++'s released buffer, LeapLabTHU/EfficientTrain engine_buffer.py)
+
+
+def test_sample_buffer_is_fifo_over_loaded_batches_and_draws_with_replacement():
+    g = torch.Generator().manual_seed(0)
+    buf = SampleReplayBuffer(3, g)
+    for b in range(4):  # batch b holds labels 10b .. 10b+7; capacity 3: batch 0 leaves when batch 3 comes
+        buf.add(torch.full((8, 3, 4, 4), float(b)), torch.arange(10 * b, 10 * b + 8))
+    assert (buf.batches, len(buf)) == (3, 24)
+    x, y = buf.draw(24_000)
+    assert x.dtype == torch.float16 and x.device.type == "cpu" and x.shape == (24_000, 3, 4, 4)
+    assert torch.equal(x[:, 0, 0, 0].long(), y // 10)  # each image comes with its own label
+    counts = torch.bincount(y, minlength=40)
+    assert counts[:10].sum() == 0  # the oldest batch is gone
+    held = counts[10:38][torch.arange(28) % 10 < 8]
+    # uniform with replacement over the 24 held images: 1000 expected each; 5 sigma of a binomial(24000, 1/24)
+    assert (held - 1000).abs().max() < 5 * (24_000 / 24 * (1 - 1 / 24)) ** 0.5
+    assert buf.draw(0)[0].shape == (0, 3, 4, 4)
+    with pytest.raises(ValueError, match="empty"):
+        SampleReplayBuffer(2).draw(1)
+    with pytest.raises(ValueError, match="capacity must be an integer >= 1"):
+        SampleReplayBuffer(0)
+    with pytest.raises(ValueError, match="differ in count"):
+        buf.add(torch.zeros(2, 3, 4, 4), torch.zeros(3))
+
+
+def test_authors_replay_preset_is_the_released_scripts():
+    """configs/imagenet_deit_small_etpp.yaml against LeapLabTHU/EfficientTrain _ET_pp_wReplay_main_deitS.py:
+    replay_times_list = [4]*2 + [2]*4 + [1]*4, replay_buffer_size_list = [1920]*2 + [256]*4 + [0]*4 over
+    res_list = [96]*2 + [160]*4 + [192]*2 + [224]*2; bs_list 512 per GPU on 8 GPUs (effective batch 4096), --lr 4e-3;
+    --batch_size int(bs / replay): 128 images loaded per step at 96 px, 256 at 160 px."""
+    cfg = load_config(os.path.join(REPO, "configs", "imagenet_deit_small_etpp.yaml"))
+    c = cfg.curriculum
+    assert (c.name, c.replay_mode, c.replay, c.replay_buffer) == ("efficienttrain++", "authors", {96: 4, 160: 2},
+                                                                 {96: 1920, 160: 256})
+    assert (cfg.train.batch_size * 8, cfg.optim.base_lr, cfg.optim.base_batch) == (4096, 4e-3, 4096)
+    schedule = build_schedule("efficienttrain++", 300, 224, family="deit", replay=c.replay)
+    loaded = {st.size: cfg.train.batch_size // st.replay for st in schedule.stages}
+    assert loaded == {96: 128, 160: 256, 192: 512, 224: 512}
+    # erasing after the resize, as in the released ++ code (datasets_buffer.py inserts the resize before erasing)
+    assert cfg.aug.erasing_order == "after_crop"
+
+
+def test_authors_replay_config_errors():
+    with pytest.raises(ConfigError, match="replay_buffer applies to curriculum.replay_mode=authors"):
+        load_config(None, ["curriculum.replay=2", "curriculum.replay_buffer=8"])
+    with pytest.raises(ConfigError, match="needs curriculum.replay_buffer"):
+        load_config(None, ["curriculum.replay=2", "curriculum.replay_mode=authors"])
+    with pytest.raises(ConfigError, match="buffer capacities must be integers >= 1"):
+        load_config(None, ["curriculum.replay=2", "curriculum.replay_mode=authors", "curriculum.replay_buffer=0"])
+    with pytest.raises(ConfigError, match="curriculum.replay_mode"):
+        load_config(None, ["curriculum.replay_mode=fresh"])
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_driver_authors_mode_loads_batch_over_r_per_step(tmp_path, monkeypatch, capsys):
+    reads = Counter()
+    orig = FashionMNIST.__getitem__
+
+    def counting(self, i):
+        reads[len(self)] += 1
+        return orig(self, i)
+
+    monkeypatch.setattr(FashionMNIST, "__getitem__", counting)
+    authors = ["--curriculum", "efficienttrain", "--set", "curriculum.replay=2", "--set",
+               "curriculum.replay_mode=authors", "--set", "curriculum.replay_buffer=8"]
+    assert cli.main(tiny_args(tmp_path, "au", *authors, subset=64, val=32)) == 0
+    rows = metrics(tmp_path / "au")
+    assert [(r["size"], r["replay"]) for r in rows] == [(22, 2), (22, 2), (32, 1)]
+    # every step trains a batch of 16: 8 fresh images + 8 drawn from the buffer below the final size
+    assert all(r["train_images"] == 64 for r in rows) and [r["batch"] for r in rows] == [16, 16, 16]
+    assert [r["loaded_images"] for r in rows] == [32, 32, 64]
+    assert reads[60000] == 32 + 32 + 64
+    # a stage size without a capacity, a batch that replay does not divide: refused before training
+    bad = [*authors[:-1], "curriculum.replay_buffer={32: 8}"]
+    assert cli.main(tiny_args(tmp_path, "b1", *bad, subset=64, val=32)) == 2
+    assert "gives no capacity for the stage at 22 px" in capsys.readouterr().err
+    assert cli.main(tiny_args(tmp_path, "b2", *authors, "--batch-size", "15", subset=64, val=32)) == 2
+    assert "not a multiple of its replay 2" in capsys.readouterr().err
+
+
+# LeapLabTHU/EfficientTrain _ET_pp_wReplay_main_{res50,swinT,cswinT}.py: replay_times_list and
+# replay_buffer_size_list over res_list = [96]*2 + [160]*4 + [224]*4 (sizes with r = 1 hold no buffer)
+WREPLAY = [
+    ("resnet50", "resnet50", {96: 4, 160: 2}, {96: 1920, 160: 256}, 0.0, None),  # [4,2,1], [1920,256,0]
+    ("swin_tiny", "swin_tiny_patch4_window7_224", {96: 2}, {96: 1024}, 0.2, 5.0),  # [2,1,1], [1024,0,0]
+    ("cswin_tiny", "cswin_tiny_224", {96: 2}, {96: 1024}, 0.2, None),  # [2,1,1], [1024,0,0]
+]
+
+
+@pytest.mark.parametrize("stem,model,replay,buffer,drop_path,clip", WREPLAY)
+def test_authors_replay_presets_per_model(stem, model, replay, buffer, drop_path, clip):
+    cfg = load_config(os.path.join(REPO, "configs", "imagenet_etpp_replay", f"{stem}.yaml"))
+    c = cfg.curriculum
+    assert (cfg.model.name, c.name, c.replay_mode, c.replay, c.replay_buffer) == (model, "efficienttrain++", "authors",
+                                                                                 replay, buffer)
+    # bs_list 512 per GPU x 8 (or 256 x update_freq 2): 4096; --lr 4e-3; the model's Table 14 row underneath
+    assert (cfg.train.batch_size * 8, cfg.optim.base_lr, cfg.model.drop_path, cfg.optim.clip_grad) == \
+        (4096, 4e-3, drop_path, clip)

@@ -30,9 +30,16 @@ from .cka import cka_matrix, default_layers, layer_grams
 from .loading import AnalysedModel, checkpoint_config, load_model
 from .spectral_eval import filter_specs, filtered_accuracy
 
-__all__ = ["run_analyze", "ANALYZE_FILES"]
+__all__ = ["run_analyze", "default_output", "ANALYZE_FILES"]
 
 ANALYZE_FILES = ("spectral.csv", "spectral.md", "spectral.png", "analyze.json")  # + cka.csv, cka.png with cka
+
+
+def default_output(checkpoint: str) -> str:
+    """Where ``etrain analyze`` writes without ``--output``: ``analysis/`` beside the first checkpoint (inside a run
+    directory, or next to a checkpoint file)."""
+    base = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.abspath(checkpoint))
+    return os.path.join(base, "analysis")
 
 
 def _eval_config(paths: Sequence[str], config: str | None, overrides: Sequence[str]) -> Config:
@@ -100,14 +107,16 @@ def _cka_outputs(out_dir: str, a: AnalysedModel, b: AnalysedModel, la, lb, matri
     return [os.path.join(out_dir, "cka.csv"), os.path.join(out_dir, "cka.png")]
 
 
-def run_analyze(paths: Sequence[str], out_dir: str, *, config: str | None = None, overrides: Sequence[str] = (),
+def run_analyze(paths: Sequence[str], out_dir: str | None = None, *, config: str | None = None, overrides: Sequence[str] = (),
                 lowpass: Sequence[int] = (), highpass: Sequence[int] = (), cka: bool = False, cka_images: int = 512,
                 cka_layers: Sequence[str] | None = None, weights: str = "model", labels: Sequence[str] | None = None,
                 batch_size: int | None = None) -> dict:
     """Evaluate the checkpoints ``paths`` on the (filtered) validation set of the evaluation configuration (``config``
-    or the first checkpoint's own, with ``overrides``); module docstring for the outputs."""
+    or the first checkpoint's own, with ``overrides``); module docstring for the outputs, written to ``out_dir``
+    (default: :func:`default_output` of the first checkpoint)."""
     if not paths:
         raise ConfigError("give at least one checkpoint")
+    out_dir = out_dir if out_dir is not None else default_output(paths[0])
     if labels is not None and len(labels) != len(paths):
         raise ConfigError(f"--labels gives {len(labels)} names for {len(paths)} checkpoints")
     if cka and len(paths) < 2:

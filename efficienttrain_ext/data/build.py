@@ -100,7 +100,7 @@ def _tar_shards(shards: str | None, val_shards: str | None, tt, et, val_split: f
 
 
 def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
-                   hflip: float = 0.5, interpolation: str = "bicubic", crop_pct: float = 0.875,
+                   hflip: float = 0.5, interpolation: str = "bicubic", crop_pct: float | None = None,
                    train_subset: int | None = None, val_subset: int | None = None, val_split: float | None = None,
                    split_seed: int = 0, shards: str | None = None, val_shards: str | None = None) -> Datasets:
     """Training and validation sets with the host-side transforms (uint8 output)."""

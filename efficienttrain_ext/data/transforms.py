@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from torchvision import transforms as T
 
-__all__ = ["TrainCrop", "TrainTransform", "train_transform", "eval_transform", "INTERPOLATIONS"]
+__all__ = ["TrainCrop", "TrainTransform", "train_transform", "eval_transform", "INTERPOLATIONS", "WARP_FROM",
+           "DEFAULT_CROP_PCT"]
 
 INTERPOLATIONS = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 
@@ -47,10 +48,22 @@ def train_transform(size: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip: f
                                     (float(ratio[0]), float(ratio[1])), float(hflip), interpolation))
 
 
-def eval_transform(size: int, crop_pct: float = 0.875, interpolation: str = "bicubic") -> Callable:
-    resize = int(round(size / crop_pct))
+# The authors' evaluation (LeapLabTHU/EfficientTrain datasets.py, build_transform with is_train=False): at 384 and
+# above the image is resized to size x size (warped, no crop); below, to size / crop_pct (crop_pct 224/256 unless
+# given) and centre-cropped.
+WARP_FROM = 384
+DEFAULT_CROP_PCT = 224 / 256
+
+
+def eval_transform(size: int, crop_pct: float | None = None, interpolation: str = "bicubic") -> Callable:
+    """Validation transform. ``crop_pct=None``: the authors' rule (:data:`WARP_FROM`); a number: resize the shorter
+    side to ``size / crop_pct`` and centre-crop ``size`` at any size (timm's ``crop_pct``)."""
+    mode = INTERPOLATIONS[interpolation]
+    if crop_pct is None and size >= WARP_FROM:
+        return T.Compose([T.Resize((size, size), interpolation=mode, antialias=True), T.PILToTensor()])
+    resize = int(round(size / (DEFAULT_CROP_PCT if crop_pct is None else crop_pct)))
     return T.Compose([
-        T.Resize(resize, interpolation=INTERPOLATIONS[interpolation], antialias=True),
+        T.Resize(resize, interpolation=mode, antialias=True),
         T.CenterCrop(size),
         T.PILToTensor(),
     ])

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from ..config import with_legacy_defaults
 from ..errors import CheckpointError
 from .atomic import write_atomic
 
@@ -72,7 +73,10 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, not a torch file, unpickling refused, ...
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or corrupt?): {e}") from e
-    return verified(ckpt, path)
+    ckpt = verified(ckpt, path)
+    if isinstance(ckpt.get("config"), dict):  # a run started by an older version continues as it started
+        ckpt["config"] = with_legacy_defaults(ckpt["config"])
+    return ckpt
 
 
 def is_checkpoint(obj: Any) -> bool:

@@ -1,8 +1,13 @@
 """The device-side batch path, one object for training and evaluation.
 
 Training: uint8 batch -> RandAugment at m -> float in [0, 1] -> optional fixed filter (``curriculum.filter``) ->
-to size B (the low-frequency crop, or antialiased down-sampling for the Table 13b ablation) -> normalise ->
-random erasing -> Mixup/CutMix. Evaluation: float -> (filter) -> to size -> normalise.
+normalise -> random erasing at the full size -> to size B (the low-frequency crop, or antialiased down-sampling
+for the Table 13b ablation) -> Mixup/CutMix. Erasing before the crop is EfficientTrain's order (its data loader
+erases the full-size image, the crop runs on the GPU afterwards: LeapLabTHU/EfficientTrain engine.py,
+datasets.py); ``erasing_order="after_crop"`` erases the B x B image instead (EfficientTrain++'s released code,
+whose Lanczos resize runs before timm's erasing: datasets_buffer.py). Normalising before the crop changes nothing
+else: every resize here is linear and keeps constant images, so it commutes with the per-channel affine map.
+Evaluation: float -> (filter) -> to size -> normalise.
 
 Everything here runs on the training device after the host-to-device copy, so the data loader's work (decode,
 RandomResizedCrop at the final size, flip) does not depend on the curriculum.
@@ -22,7 +27,9 @@ from ..config import Config
 from ..ops.lowfreq import lowfreq_crop
 from ..ops.spectral import parse_filter
 
-__all__ = ["BatchPipeline", "resize_to"]
+__all__ = ["BatchPipeline", "resize_to", "ERASING_ORDERS"]
+
+ERASING_ORDERS = ("before_crop", "after_crop")
 
 
 def resize_to(x: torch.Tensor, size: int, method: str = "lowfreq") -> torch.Tensor:
@@ -42,11 +49,16 @@ def resize_to(x: torch.Tensor, size: int, method: str = "lowfreq") -> torch.Tens
 class BatchPipeline:
     """The device-side path of one batch (module docstring). ``randaugment``: a batch RandAugment with a settable
     ``magnitude`` (or None); ``erasing`` / ``mixup``: timm's RandomErasing / Mixup (or None); ``resize``: how B is
-    reached; ``image_filter``: a function applied to every float image at full size (or None)."""
+    reached; ``image_filter``: a function applied to every float image at full size (or None); ``erasing_order``:
+    erase the full-size image before it is brought to B (``before_crop``) or the B x B image (``after_crop``)."""
 
     def __init__(self, mean, std, device: torch.device | str, *, randaugment=None, resize: str = "lowfreq",
                  image_filter: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 erasing: RandomErasing | None = None, mixup: Mixup | None = None):
+                 erasing: RandomErasing | None = None, mixup: Mixup | None = None,
+                 erasing_order: str = "before_crop"):
+        if erasing_order not in ERASING_ORDERS:
+            raise ValueError(f"erasing_order must be one of {ERASING_ORDERS}, got {erasing_order!r}")
+        self.erasing_order = erasing_order
         self.device = torch.device(device)
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
@@ -68,7 +80,7 @@ class BatchPipeline:
         return cls(mean, std, device,
                    randaugment=build_randaugment(a.randaugment, a.randaugment_impl, cfg.data.final_size, mean),
                    resize=cfg.curriculum.resize, image_filter=parse_filter(cfg.curriculum.filter),
-                   erasing=erasing, mixup=mixup)
+                   erasing=erasing, mixup=mixup, erasing_order=a.erasing_order)
 
     @property
     def soft_targets(self) -> bool:
@@ -91,15 +103,29 @@ class BatchPipeline:
     def train(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float,
               generator: torch.Generator | None = None):
         """A training batch at input size ``size`` and RandAugment magnitude ``magnitude`` (RandAugment's draws from
-        ``generator``, a CPU generator, when given; else torch's global one)."""
+        ``generator``, a CPU generator, when given; else torch's global one): :meth:`augment`, then :meth:`mix`."""
+        return self.mix(*self.augment(x, y, size, magnitude, generator))
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, size: int, magnitude: float,
+                generator: torch.Generator | None = None):
+        """Everything of :meth:`train` up to Mixup/CutMix: what a replay buffer of augmented images keeps."""
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
         if self.randaugment is not None:
             self.randaugment.magnitude = magnitude
             x = self.randaugment(x, generator)
-        x = self._train_float(x, size)
-        if self.erasing is not None:
-            x = self.erasing(x)
+        if self.erasing is not None and self.erasing_order == "before_crop":
+            x = self.erasing(self._train_float(x, None))
+            if size < x.shape[-1]:
+                x = resize_to(x, size, self.resize)
+        else:
+            x = self._train_float(x, size)
+            if self.erasing is not None:
+                x = self.erasing(x)
+        return x, y
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor):
+        """Mixup/CutMix of an augmented batch (hard labels in, soft targets out when on)."""
         if self.mixup is not None:
             if x.shape[0] % 2:  # timm's Mixup pairs images: drop one when skipped images made the batch odd
                 x, y = x[:-1], y[:-1]

@@ -12,6 +12,7 @@ Run ``etrain train --help`` for the command line.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from tqdm import tqdm
 from ..config import Config, config_from_dict, config_to_dict, config_yaml, trajectory_dict
 from ..curriculum import plan as curriculum_plan
 from ..curriculum.flops import flops_by_size
+from ..curriculum.replay import SampleReplayBuffer
 from ..curriculum.schedules import Schedule
 from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
@@ -186,6 +188,37 @@ class Trainer:
         # predicted cost (the FLOP count also runs the model once at every size: a size it cannot take fails here)
         self.flops = flops_by_size(self.model, [s.size for s in self.schedule.stages] + [cfg.data.final_size])
         self.stage_costs, self.predicted_cost = stage_costs(self.schedule, self.flops)
+        self.buffer_capacity = self._buffer_capacities()
+        self._buffer: tuple[int, SampleReplayBuffer] | None = None  # (stage, its buffer) under replay_mode=authors
+
+    def _buffer_capacities(self) -> dict[int, int]:
+        """Stage index -> replay buffer capacity (loaded batches) of every stage that replays under
+        ``curriculum.replay_mode: authors``; checked before anything trains."""
+        c = self.cfg.curriculum
+        if c.replay_mode != "authors":
+            return {}
+        out = {}
+        for k, st in enumerate(self.schedule.stages):
+            if st.replay == 1:
+                continue
+            cap = c.replay_buffer if not isinstance(c.replay_buffer, dict) else c.replay_buffer.get(st.size)
+            if cap is None:
+                raise TrainError(f"curriculum.replay_buffer gives no capacity for the stage at {st.size} px (replay "
+                                 f"{st.replay}); sizes given: {sorted(c.replay_buffer)}")
+            if self.plan.stage_batch[k] % st.replay:
+                raise TrainError(f"replay_mode=authors loads batch/replay images per step: the stage at {st.size} px "
+                                 f"has batch {self.plan.stage_batch[k]}, not a multiple of its replay {st.replay}")
+            out[k] = cap
+        return out
+
+    def _stage_buffer(self, epoch: int) -> SampleReplayBuffer:
+        """The stage's buffer: kept across its epochs, new at every stage (the authors restart per stage); a run
+        resumed mid-stage starts it empty."""
+        k = self.plan.stage_index(epoch)
+        if self._buffer is None or self._buffer[0] != k:
+            gen = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + k * 131 + self.info.rank + 17)
+            self._buffer = (k, SampleReplayBuffer(self.buffer_capacity[k], gen))
+        return self._buffer[1]
 
     def _build_optimisation(self) -> None:
         o, cfg = self.cfg.optim, self.cfg
@@ -394,7 +427,8 @@ class Trainer:
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         cfg, plan, accum = self.cfg, self.plan, self.accum
         st = plan.stage(epoch)
-        loader = self._train_loader(plan.batch(epoch))
+        authors = plan.stage_index(epoch) in self.buffer_capacity  # replay_mode=authors and this stage replays
+        loader = self._train_loader(plan.batch(epoch) // st.replay if authors else plan.batch(epoch))
         self.ddp_model.train()
         loader.set_epoch(epoch)
         self._set_lr(epoch, 0)  # a new stage's batch factor applies from its first step
@@ -402,7 +436,11 @@ class Trainer:
         clock = CompileClock(self.compile_mode != "off")
         # replay order: seeded per (epoch, rank) like the loader, so a resumed run replays identically
         replay_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch * 131 + self.info.rank)
-        batches = replay_micro_batches(loader, st.replay, plan.epoch_steps[epoch], accum.steps, replay_gen)
+        if authors:  # one fresh load of batch/replay images per micro-batch, the rest drawn from the buffer
+            buffer = self._stage_buffer(epoch)
+            batches = ((b, True) for b in itertools.islice(loader, plan.epoch_steps[epoch] * accum.steps))
+        else:
+            batches = replay_micro_batches(loader, st.replay, plan.epoch_steps[epoch], accum.steps, replay_gen)
         m = lr = 0.0
         title = f"epoch {epoch + 1}/{plan.epochs} B={st.size}" + (f" replay {st.replay}" if st.replay > 1 else "")
         bar = tqdm(total=plan.epoch_steps[epoch], desc=title, dynamic_ncols=True, leave=False, mininterval=1.0,
@@ -423,7 +461,13 @@ class Trainer:
                 return j, i, None, None, None
             m = plan.magnitude(epoch, i)
             clock.start()  # the batch path may be compiled too
-            x, y = self.pipeline.train(x, y, st.size, m)
+            if authors:  # (the buffer lives on the host: this mode reads the augmented batch back each step)
+                x, y = self.pipeline.augment(x, y, st.size, m)
+                buffer.add(x, y)
+                rx, ry = buffer.draw(plan.batch(epoch) - x.shape[0])
+                x, y = self.pipeline.mix(torch.cat([x, rx.to(x.device, x.dtype)]), torch.cat([y, ry.to(y.device)]))
+            else:
+                x, y = self.pipeline.train(x, y, st.size, m)
             clock.stop(self._sync)
             return j, i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
 

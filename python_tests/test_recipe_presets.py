@@ -1,0 +1,271 @@
+"""The papers' recipes around the schedules (issue 20, items 2, 6, 7): per-model presets (Table 14 as the authors'
+scripts run it), random erasing before the low-frequency crop, the test-time resize, the size rule below 224.
+
+Every recipe value asserted here names its source: the authors' repository LeapLabTHU/EfficientTrain (file named
+next to the value) or, for PVT-v2, whai362/PVT classification/configs/pvt_v2/*.py.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from timm.data.random_erasing import RandomErasing
+from torchvision import transforms as T
+
+from efficienttrain_ext import cli
+from efficienttrain_ext.config import load_config, with_legacy_defaults
+from efficienttrain_ext.engine import checkpoint as ckpt_io
+from efficienttrain_ext.curriculum import build_schedule
+from efficienttrain_ext.curriculum.schedules import efficienttrain_sizes
+from efficienttrain_ext.curriculum.sizes import SizeRule
+from efficienttrain_ext.data.transforms import WARP_FROM, eval_transform
+from efficienttrain_ext.engine.pipeline import BatchPipeline
+from efficienttrain_ext.errors import ConfigError
+from efficienttrain_ext.ops.lowfreq import lowfreq_crop
+from efficienttrain_ext.presets import paper_preset, paper_presets
+
+from _etrain_helpers import tiny_args
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+# ----- item 6: random erasing at the full size, before the crop
+
+
+def _erasing_pipeline(order: str) -> BatchPipeline:
+    return BatchPipeline(MEAN, STD, "cpu", erasing=RandomErasing(1.0, mode="pixel", device="cpu"),
+                         erasing_order=order)
+
+
+def _normalised(x: torch.Tensor) -> torch.Tensor:
+    return (x.float() / 255.0 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def _seed(s: int) -> None:
+    random.seed(s)  # timm's RandomErasing draws its boxes from `random`, its noise from torch
+    torch.manual_seed(s)
+
+
+@pytest.mark.parametrize("size", [16, 23])
+def test_erasing_runs_at_full_size_before_the_crop(size, gen):
+    """EfficientTrain's order: timm's loader transform erases the 224 image (re_prob 0.25, mode pixel) and the crop
+    runs on the GPU afterwards (LeapLabTHU/EfficientTrain datasets.py build_transform -> create_transform(re_prob=
+    args.reprob); engine.py train_one_epoch -> utils.freq_crop(samples, args.input_size))."""
+    x = torch.randint(0, 256, (3, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    _seed(3)
+    ref = lowfreq_crop(RandomErasing(1.0, mode="pixel", device="cpu")(_normalised(x)), size)
+    _seed(3)
+    got, _ = _erasing_pipeline("before_crop").train(x, torch.zeros(3, dtype=torch.long), size, 0.0)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    # the old order (EfficientTrain++'s released code, datasets_buffer.py: Lanczos resize, then erasing at B)
+    _seed(3)
+    old = RandomErasing(1.0, mode="pixel", device="cpu")(_normalised_crop(x, size))
+    _seed(3)
+    got_old, _ = _erasing_pipeline("after_crop").train(x, torch.zeros(3, dtype=torch.long), size, 0.0)
+    torch.testing.assert_close(got_old, old, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, got_old, atol=1e-2)
+
+
+def _normalised_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    y = lowfreq_crop(x.float() / 255.0, size)
+    return (y - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def test_erased_noise_is_low_passed_before_crop():
+    """Why the order matters: erased full-band noise stays full-band at B when erased after the crop; erased before,
+    only its low band survives. On a constant image the crop's output is the erased box's noise alone."""
+    x = torch.full((1, 3, 32, 32), 128, dtype=torch.uint8)
+    y = torch.zeros(1, dtype=torch.long)
+    _seed(0)
+    before, _ = _erasing_pipeline("before_crop").train(x, y, 16, 0.0)
+    _seed(0)
+    after, _ = _erasing_pipeline("after_crop").train(x, y, 16, 0.0)
+
+    def high_band_share(img: torch.Tensor) -> float:  # energy outside the central half of the spectrum
+        f = torch.fft.fftshift(torch.fft.fft2(img - img.mean(dim=(-2, -1), keepdim=True)), dim=(-2, -1)).abs() ** 2
+        c = img.shape[-1] // 2
+        inner = f[..., c - c // 2:c + c // 2, c - c // 2:c + c // 2].sum()
+        return float((f.sum() - inner) / f.sum())
+
+    assert high_band_share(before) < high_band_share(after)
+
+
+def test_erasing_order_default_and_bad_values():
+    assert load_config(None).aug.erasing_order == "before_crop"  # EfficientTrain's order (datasets.py, engine.py)
+    with pytest.raises(ConfigError, match="aug.erasing_order"):
+        load_config(None, ["aug.erasing_order=sideways"])
+    with pytest.raises(ValueError, match="erasing_order must be one of"):
+        BatchPipeline(MEAN, STD, "cpu", erasing_order="sideways")
+
+
+# ----- item 7: the test-time resize and the size rule below 224
+
+
+def _authors_eval(size: int) -> T.Compose:
+    """LeapLabTHU/EfficientTrain datasets.py build_transform(is_train=False) as written there (crop_pct None)."""
+    if size >= 384:  # "warping (no cropping) when evaluated at 384 or larger"
+        t = [T.Resize((size, size), interpolation=T.InterpolationMode.BICUBIC)]
+    else:
+        crop_pct = 224 / 256
+        t = [T.Resize(int(size / crop_pct), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size)]
+    return T.Compose(t + [T.PILToTensor()])
+
+
+@pytest.mark.parametrize("size", [384, 448, 224, 192])
+def test_eval_transform_is_the_authors(size):
+    yy, xx = np.mgrid[0:300, 0:460]  # a non-square image: a warp and a resize-and-crop differ
+    img = Image.fromarray(np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8))
+    cfg = load_config(None)
+    assert cfg.data.crop_pct is None  # the authors' rule by default
+    ours = eval_transform(size, cfg.data.crop_pct, cfg.data.interpolation)(img)
+    assert ours.shape == (3, size, size)
+    assert torch.equal(ours, _authors_eval(size)(img))
+    if size >= WARP_FROM:  # 384: the whole image, resized to 384 x 384 (crop 1.0, no aspect ratio kept)
+        assert torch.equal(ours, torch.from_numpy(np.array(img.resize((size, size), Image.BICUBIC))).permute(2, 0, 1))
+    # an explicit crop_pct is honoured at any size (timm's meaning)
+    explicit = eval_transform(size, 1.0)(img)
+    assert torch.equal(explicit, T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+                                            T.CenterCrop(size), T.PILToTensor()])(img))
+
+
+def test_crop_pct_bad_values():
+    for bad in ("0", "1.5", "true"):
+        with pytest.raises(ConfigError, match="data.crop_pct"):
+            load_config(None, [f"data.crop_pct={bad}"])
+
+
+def test_efficienttrain_sizes_at_224_384_and_below():
+    # 224: B = 160, 192, 224 for 60/20/20% of training (LeapLabTHU/EfficientTrain ET_training.py:
+    # b_list = [160,] * 3 + [192,] * 1 + [224,] * 1 over 5 equal stages)
+    s = build_schedule("efficienttrain", 300, 224)
+    assert [(st.start, st.end, st.size) for st in s.stages] == [(0, 180, 160), (180, 240, 192), (240, 300, 224)]
+    # v >= 224: 160, (160 + v) / 2, v (EfficientTrain paper Table 8c; 384 -> 160, 272, 384)
+    assert [st.size for st in build_schedule("efficienttrain", 300, 384).stages] == [160, 272, 384]
+    # 160 <= v < 224: kept proportional (v * 160/224, v * 192/224, v; docs/training.md "Recipe fidelity" says why):
+    # at 192 that is 137.1 -> 138, 164.6 -> 164 (even sizes), not 160/176/192
+    assert efficienttrain_sizes(192) == pytest.approx((192 * 160 / 224, 192 * 192 / 224, 192))
+    convnet = SizeRule(step=2, min_size=2)  # what a ConvNet such as ResNet-50 probes to
+    assert [st.size for st in build_schedule("efficienttrain", 300, 192, convnet).stages] == [138, 164, 192]
+    # the reason: the fixed-160 rule below 224 would jump at v = 160 (a run with no size ramp) while the proportional
+    # rule meets the paper's rule at 224 and keeps each stage's share of the band
+    b1 = [efficienttrain_sizes(v)[0] / v for v in (96, 160, 192, 224)]
+    assert b1 == pytest.approx([160 / 224] * 4)
+
+
+# ----- item 2: per-model presets (the papers' Table 14, as the authors' scripts run it)
+
+# LeapLabTHU/EfficientTrain ET_training.py: default_dp_dict (drop path) and additional_configs (' --model_ema true'
+# for ConvNeXt/CSWin, ' --use_amp true --clip_grad 5.0 ' for DeiT/Swin, ' --use_amp true --model_ema true' for CSWin,
+# '' for ResNet-50: no EMA, no clipping, fp32); PVT-v2: whai362/PVT classification/configs/pvt_v2/pvt_v2_b*.py
+# (drop_path, clip_grad). Columns: model, preset file, drop path, EMA, clip, amp.
+TABLE_14 = [
+    ("resnet50", "resnet50", 0.0, False, None, "off"),
+    ("convnext_tiny", "convnext_tiny", 0.1, True, None, "off"),
+    ("convnext_small.fb_in1k", "convnext_small", 0.4, True, None, "off"),
+    ("convnext_base", "convnext_base", 0.5, True, None, "off"),
+    ("deit_tiny_patch16_224", "deit_tiny", 0.1, False, 5.0, "auto"),
+    ("deit_small_patch16_224", "deit_small", 0.1, False, 5.0, "auto"),
+    ("swin_tiny_patch4_window7_224", "swin_tiny", 0.2, False, 5.0, "auto"),
+    ("swin_small_patch4_window7_224", "swin_small", 0.3, False, 5.0, "auto"),
+    ("swin_base_patch4_window7_224", "swin_base", 0.5, False, 5.0, "auto"),
+    ("cswin_tiny_224", "cswin_tiny", 0.2, True, None, "auto"),
+    ("cswin_small_224", "cswin_small", 0.4, True, None, "auto"),
+    ("cswin_base_224", "cswin_base", 0.5, True, None, "auto"),
+    ("pvt_v2_b0", "pvt_v2_b0", 0.1, False, None, "auto"),  # pvt_v2_b0.py: drop_path=0.1, clip_grad=None
+    ("pvt_v2_b2", "pvt_v2_b2", 0.1, False, None, "auto"),  # pvt_v2_b2.py: drop_path=0.1, clip_grad=None
+    ("pvt_v2_b3", "pvt_v2_b3", 0.3, False, 1.0, "auto"),  # pvt_v2_b3.py: drop_path=0.3, clip_grad=1.0
+    ("pvt_v2_b5", "pvt_v2_b5", 0.3, False, 1.0, "auto"),  # pvt_v2_b5.py: drop_path=0.3, clip_grad=1.0
+]
+
+
+@pytest.mark.parametrize("model,stem,drop_path,ema,clip,amp", TABLE_14)
+def test_paper_preset_per_model(model, stem, drop_path, ema, clip, amp):
+    path = paper_preset(model)
+    assert os.path.basename(path) == f"{stem}.yaml"
+    cfg = load_config(path)
+    assert (cfg.model.drop_path, cfg.train.ema, cfg.optim.clip_grad, cfg.train.amp) == (drop_path, ema, clip, amp)
+    # the common recipe (ET_training.py: --lr 4e-3 at an effective batch of 4096 (update_freq = 4096 / GPUs /
+    # batch), --warmup_epochs 20, --epochs 300; main.py defaults: weight decay 0.05, smoothing 0.1, mixup 0.8,
+    # cutmix 1.0, reprob 0.25, EMA decay 0.9999, min lr 1e-6)
+    o, a, t = cfg.optim, cfg.aug, cfg.train
+    assert (o.base_lr, o.base_batch, o.warmup_epochs, o.weight_decay, o.min_lr) == (4e-3, 4096, 20, 0.05, 1e-6)
+    assert (a.smoothing, a.mixup, a.cutmix, a.reprob, t.ema_decay, t.epochs) == (0.1, 0.8, 1.0, 0.25, 0.9999, 300)
+    assert cfg.model.name == model.split(".")[0]
+
+
+def test_every_shipped_preset_is_in_the_table_and_loads():
+    assert set(paper_presets()) == {stem for _, stem, *_ in TABLE_14} | {"pvt_v2_b1", "pvt_v2_b4"}
+    for path in paper_presets().values():
+        load_config(path)
+
+
+def test_imagenet22k_presets():
+    # EfficientTrain++ Table 12 (CSWin-B/L on IN-22K): warm-up 5 epochs on IN-22K (Table 14)
+    for m in ("base", "large"):
+        cfg = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_224_pretrain.yaml"))
+        assert (cfg.model.name, cfg.curriculum.name, cfg.optim.warmup_epochs) == (f"cswin_{m}_224",
+                                                                                    "efficienttrain++", 5)
+        for s in (224, 384):
+            ft = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_{s}_ft1k.yaml"))
+            # LeapLabTHU/EfficientTrain EVAL.md, fine-tuning IN-22K models: --drop_path 0.2 --weight_decay 1e-8
+            # --batch_size 64 (x 8 GPUs) --lr 5e-5 --warmup_epochs 0 --epochs 30 --cutmix 0 --mixup 0
+            # --layer_decay 0.9 --model_ema_decay 0.9998 --input_size 224 / 384
+            o = ft.optim
+            assert (ft.model.drop_path, o.weight_decay, o.base_lr, o.base_batch, o.warmup_epochs, o.layer_decay) == \
+                (0.2, 1e-8, 5e-5, 512, 0, 0.9)
+            assert (ft.train.epochs, ft.train.batch_size, ft.aug.mixup, ft.aug.cutmix, ft.train.ema_decay) == \
+                (30, 64, 0.0, 0.0, 0.9998)
+            assert (ft.model.name, ft.data.final_size, ft.curriculum.name) == (f"cswin_{m}_{s}", s, "none")
+            assert ft.data.crop_pct is None  # at 384: the authors' warp to 384 x 384 (item 7)
+
+
+def test_preset_paper_on_the_command_line(capsys):
+    args = cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "swin_tiny_patch4_window7_224",
+                                          "--set", "train.epochs=100"])
+    cfg = cli._config(args)
+    assert "configs/imagenet/swin_tiny.yaml" in capsys.readouterr().out  # it says which file
+    assert (cfg.model.drop_path, cfg.optim.clip_grad, cfg.train.epochs) == (0.2, 5.0, 100)  # --set still wins
+    # the real command, end to end (ResNet-50 at a small final size: the FLOP count stays cheap)
+    assert cli.main(["schedule", "--preset", "paper", "--model", "resnet50", "--final-size", "64",
+                     "--epochs", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "configs/imagenet/resnet50.yaml" in out and "model resnet50" in out
+
+
+def test_preset_errors(capsys):
+    assert cli.main(["train", "--preset", "paper", "--model", "resnet50d"]) == 2
+    assert "no paper preset for model 'resnet50d'" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "paper"]) == 2
+    assert "give --model" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "paper", "--model", "resnet50", "-c", "configs/imagenet_paper.yaml"]) == 2
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--preset", "papers"])
+    with pytest.raises(ConfigError, match="missing"):
+        paper_presets("/nonexistent/configs/imagenet")
+
+
+def test_a_run_started_before_the_change_resumes_with_its_erasing_order(tmp_path, capsys):
+    """A checkpoint written before aug.erasing_order existed erased at size B: resumed, it keeps that order."""
+    assert with_legacy_defaults({"aug": {"reprob": 0.25}}) == {"aug": {"reprob": 0.25, "erasing_order": "after_crop"}}
+    assert with_legacy_defaults({"aug": {"erasing_order": "before_crop"}})["aug"]["erasing_order"] == "before_crop"
+    args = tiny_args(tmp_path, "old", "--curriculum", "none", epochs=1, subset=32, val=32)
+    assert cli.main(args) == 0
+    last = tmp_path / "old" / "last.pt"
+    ck = ckpt_io.load(last)
+    ck["config"]["aug"].pop("erasing_order")  # as an older version wrote it
+    ck["fingerprint"] = ckpt_io.fingerprint({s: v for s, v in ck["config"].items()})
+    ckpt_io.save_atomic(ck, last)
+    assert ckpt_io.load(last)["config"]["aug"]["erasing_order"] == "after_crop"
+    assert cli.main(["train", "--resume", str(tmp_path / "old")]) == 0, capsys.readouterr().err
+    assert "erasing_order: after_crop" in (tmp_path / "old" / "config.yaml").read_text()
+    # the same command resumes it as it started; switching the order mid-run is another configuration: refused
+    assert cli.main([*args, "--resume", str(tmp_path / "old")]) == 0
+    assert cli.main([*args, "--resume", str(tmp_path / "old"), "--set", "aug.erasing_order=before_crop"]) == 2
+    assert "aug.erasing_order: 'after_crop' -> 'before_crop'" in capsys.readouterr().err
