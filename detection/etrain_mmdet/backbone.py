@@ -10,6 +10,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmdet.registry import MODELS
+from timm.layers import LayerNorm2d
 from torch import nn
 
 from .weights import WeightsError, load_into_features, load_source
@@ -46,12 +47,16 @@ class TimmBackbone(BaseModule):
         frozen_stages: -1 freezes nothing; k >= 0 freezes the stem and the first k stride>=4 stages.
         norm_eval: keep BatchNorm layers in eval mode while training.
         model_kwargs: extra ``timm.create_model`` arguments (``drop_path_rate``, ...).
+        out_norm_eps: ``None`` returns timm's features as they are; a float adds a channels-first LayerNorm with that
+            eps on every returned level (``out_norms.k``), as the Swin and ConvNeXt detection backbones do
+            (``norm{i}`` per out index; eps 1e-5 in Swin, 1e-6 in ConvNeXt). Freshly initialised (weight 1, bias 0):
+            classification checkpoints have no such layers.
     """
 
     def __init__(self, model_name: str | None = None, out_indices: Sequence[int] | None = None,
                  out_strides: Sequence[int] = (8, 16, 32), checkpoint: str | None = None, weights: str = "auto",
                  frozen_stages: int = -1, norm_eval: bool = False, model_kwargs: dict | None = None,
-                 init_cfg: dict | None = None):
+                 out_norm_eps: float | None = None, init_cfg: dict | None = None):
         super().__init__(init_cfg=init_cfg)
         model_kwargs = dict(model_kwargs or {})
         if model_name is None:
@@ -86,6 +91,10 @@ class TimmBackbone(BaseModule):
         self.out_indices = out_indices
         self.strides = tuple(self.body.feature_info.reduction())
         self.channels = tuple(self.body.feature_info.channels())
+        if out_norm_eps is not None and not (isinstance(out_norm_eps, (int, float)) and 0 < out_norm_eps < 1):
+            raise WeightsError(f"TimmBackbone: out_norm_eps must be None or a small positive float, got {out_norm_eps!r}")
+        self.out_norms = None if out_norm_eps is None else nn.ModuleList(
+            LayerNorm2d(c, eps=float(out_norm_eps)) for c in self.channels)
         self.weights = weights
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -161,4 +170,6 @@ class TimmBackbone(BaseModule):
             if f.shape[1] != c and f.shape[-1] == c:  # NHWC (Swin and other transformer families)
                 f = f.permute(0, 3, 1, 2)
             out.append(f.contiguous())
+        if self.out_norms is not None:
+            out = [norm(f) for norm, f in zip(self.out_norms, out)]
         return tuple(out)

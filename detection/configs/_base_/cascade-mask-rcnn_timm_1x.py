@@ -1,6 +1,6 @@
 # Cascade Mask R-CNN + FPN, 1x: mmdet's bundled R-50 config, backbone replaced by a TimmBackbone.
-# The configs inheriting this file state only the timm model, its output strides, the FPN inputs and
-# (Swin / ConvNeXt) AdamW.
+# The configs inheriting this file (ResNet-50) state only the timm model, its output strides and the FPN inputs;
+# they keep mmdet's SGD recipe. Swin / ConvNeXt inherit the _giou-4conv1fc_ms-crop / _ms-crop bases instead.
 _base_ = ['mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_1x_coco.py', './timm.py']
 
 # COCO 2017 (or `python detection/train.py CONFIG --data-root /path/to/coco/`, which rewrites all of these).
