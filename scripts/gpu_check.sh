@@ -14,6 +14,8 @@
 #   4. one training epoch under torch.cuda.set_sync_debug_mode("error") (scripts/sync_debug_epoch.py)
 #   5. scripts/bench_step.py (img/s per stage size and mode) when present
 #   6. the CUDA cases of the op suites; 7. bench_gpu --augment; 8. the loader benchmark
+# A machine without a package registry: run `bash scripts/gpu_wheels.sh` where pip works and bring .whl/ along; the
+# script installs those wheels (pydantic) into a temporary folder when the interpreter lacks them.
 set -uo pipefail
 out=${1:-gpu_results}
 mkdir -p "$out"
@@ -26,7 +28,12 @@ logs=$(mktemp -d /tmp/etrain_gpu.XXXXXX)
 : > "$out/summary.txt"
 failed=()
 
-pack() { tar -czf "$out/gpu_results.tgz" -C "$logs" . 2>/dev/null; }
+if [ -d .whl ] && ! "$py" -c "import pydantic" 2>/dev/null; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$logs/site" .whl/*.whl &&
+    export PYTHONPATH="$PYTHONPATH:$logs/site"
+fi
+
+pack() { tar -czf "$out/gpu_results.tgz" -C "$logs" --exclude=./site . 2>/dev/null; }
 
 # step NAME SECONDS LOG CMD...: run CMD under a time limit, output to the terminal and $logs/LOG; record the status.
 step() {

@@ -3,12 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "augment/augment.h"
 #include "augment/augment_kernels.h"
+#include "common/error_format.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(ETRAIN_NO_SIMD)
 #include <immintrin.h>
@@ -586,13 +586,6 @@ void one_sample(const uint8_t* src, uint8_t* dst, int C, int H, int W, int64_t o
 
 namespace {
 
-// A double for an error message (std::ostringstream, not c10::str: see common/error_format.h).
-std::string format_double(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
-
 // Slots (L = 1) and chains: sample n runs ops[n * L + l] for l = 0..L-1, ping-ponging between its output image and
 // a scratch image so that the last op writes the output; identity ops are skipped (no copies).
 at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params, const at::Tensor& interp,
@@ -620,7 +613,7 @@ at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
     if (ops[i] == kGaussianBlur) {
       const double r = pc.const_data_ptr<double>()[i * kNumParams];
       TORCH_CHECK_VALUE(detail::blur_radius_ok(r), std::string(name) + ": GaussianBlur radius (params[..., 0]) must "
-                                                   "be in [0, 1e6], got " + format_double(r) + where);
+                                                   "be in [0, 1e6], got " + etrain::num(r) + where);
     }
   }
   if (N == 0 || per == 0) return out;

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <charconv>
 #include <string>
 
 namespace etrain {
@@ -13,6 +14,15 @@ inline std::string dims(at::IntArrayRef v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
   return out + "]";
+}
+
+// A double for an error message, without iostreams: std::ostringstream << double crashed (SIGSEGV) the same way on
+// the GPU image (torch 2.11, 2026-12-04: a CPU augment call with a NaN blur radius killed the process while raising
+// its ValueError). std::to_chars touches no locale; shortest round-trip form ("nan", "-1", "1e+07").
+inline std::string num(double v) {
+  char buf[64];
+  const auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, res.ptr);
 }
 
 }  // namespace etrain
