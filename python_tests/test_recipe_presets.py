@@ -26,6 +26,7 @@ from efficienttrain_ext.curriculum.sizes import SizeRule
 from efficienttrain_ext.data.transforms import WARP_FROM, eval_transform
 from efficienttrain_ext.engine.pipeline import BatchPipeline
 from efficienttrain_ext.errors import ConfigError
+from efficienttrain_ext.integrations import CurriculumBatch
 from efficienttrain_ext.ops.lowfreq import lowfreq_crop
 from efficienttrain_ext.presets import paper_preset, paper_presets
 
@@ -269,3 +270,20 @@ def test_a_run_started_before_the_change_resumes_with_its_erasing_order(tmp_path
     assert cli.main([*args, "--resume", str(tmp_path / "old")]) == 0
     assert cli.main([*args, "--resume", str(tmp_path / "old"), "--set", "aug.erasing_order=before_crop"]) == 2
     assert "aug.erasing_order: 'after_crop' -> 'before_crop'" in capsys.readouterr().err
+
+
+def test_integrations_erase_in_the_same_order(gen):
+    """CurriculumBatch (own loops, timm's train.py, the Lightning callback) runs the same batch path as etrain."""
+    x = torch.randint(0, 256, (3, 3, 32, 32), generator=gen, dtype=torch.uint8)
+    schedule = build_schedule("efficienttrain", 10, 32)  # B = 23 in the first epoch
+    for order in ("before_crop", "after_crop"):
+        erasing = RandomErasing(1.0, mode="pixel", device="cpu")
+        step = CurriculumBatch(schedule, MEAN, STD, randaugment=None, erasing=erasing, erasing_order=order)
+        _seed(5)
+        got = step(x, epoch=0, step=0, steps=1)
+        _seed(5)
+        want, _ = _erasing_pipeline(order).train(x, torch.zeros(3, dtype=torch.long), 23, 0.0)
+        assert got.shape == (3, 3, 23, 23)
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="erasing_order must be one of"):
+        CurriculumBatch(schedule, erasing_order="both")

@@ -47,3 +47,19 @@ def test_ddp_batch_scale_and_replay(tmp_path):
     sched = json.loads((tmp_path / "ddp" / "schedule.json").read_text())
     assert [(st["batch"], st["steps_per_epoch"]) for st in sched["stages"]] == [(16, 2), (8, 4)]
     assert load_checkpoint(tmp_path / "ddp")["global_step"] == sched["total_steps"] == 8
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_ddp_authors_replay(tmp_path):
+    # replay_mode=authors: each rank loads 4 images per step and draws 4 from its own buffer; both ranks take the same
+    # 4 steps of 8 (2 x 4 x 8 = 64 images trained per epoch, 32 loaded below the final size)
+    args = tiny_args(tmp_path, "ddp", "--curriculum", "efficienttrain", "--device", "cpu",
+                     "--set", "curriculum.replay=2", "--set", "curriculum.replay_mode=authors",
+                     "--set", "curriculum.replay_buffer=3", size=64, epochs=3, subset=64, val=30, batch=8,
+                     model=TINY_VIT)
+    run_torchrun(args)
+    rows = metrics(tmp_path / "ddp")
+    assert [(r["size"], r["replay"]) for r in rows] == [(48, 2), (48, 2), (64, 1)]
+    assert [r["train_images"] for r in rows] == [64, 64, 64]
+    assert [r["loaded_images"] for r in rows] == [32, 32, 64]
+    assert load_checkpoint(tmp_path / "ddp")["global_step"] == 12

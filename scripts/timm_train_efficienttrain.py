@@ -8,7 +8,7 @@ timm's ``train.py`` is not part of the timm wheel; pass the one of your checkout
 copied). Its loop runs unchanged; four of its functions are wrapped:
 
 * ``_parse_args``: the curriculum takes over RandAugment (``--aa``, its m then follows the schedule) and random
-  erasing (``--reprob``/``--remode``/``--recount``), which must come after the crop, so the loader does neither (nor
+  erasing (``--reprob``/``--remode``/``--recount``), which must come after RandAugment, so the loader does neither (nor
   colour jitter, which timm turns off when ``--aa`` is given); ``--no-prefetcher`` is set (the prefetcher would apply
   Mixup and erasing before the curriculum sees the images); ``--epochs`` becomes the schedule's length
   (efficienttrain++ runs longer than its budget).

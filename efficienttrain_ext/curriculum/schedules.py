@@ -310,8 +310,8 @@ def efficienttrain_sizes(final_size: int) -> tuple[float, float, float]:
     """Unrounded EfficientTrain sizes (Table 5 at 224, Table 8c above 224, proportional below).
 
     Below 224 the sizes stay proportional (v*160/224, v*192/224, v) rather than following Table 8c's 160,
-    (160+v)/2, v: the papers state that rule for final sizes above 224 only, and below 224 it would keep B >= 160 up
-    to v = 160, where the schedule collapses to one size (at v = 192 it gives 160/176/192, a 0.79x run instead of
+    (160+v)/2, v: the papers use that rule for larger final sizes (their 384 runs), and extended below 224 it would
+    keep B >= 160 down to v = 160, where the schedule collapses to one size (at v = 192 it gives 160/176/192, a 0.79x run instead of
     the 0.65x that the proportional rule keeps at every v <= 224)."""
     v = final_size
     if v >= 224:

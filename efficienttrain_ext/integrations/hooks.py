@@ -3,8 +3,9 @@ this point of the curriculum, :class:`CurriculumLoader` does it to every batch o
 as it is.
 
 One batch: images (uint8, or floats whose normalisation is given) -> RandAugment at the schedule's magnitude m ->
-float -> EfficientTrain's low-frequency crop to the stage's size B -> normalise -> optional random erasing and
-Mixup/CutMix. It is :class:`~efficienttrain_ext.engine.pipeline.BatchPipeline`, the batch path of ``etrain train``,
+float -> normalise -> optional random erasing (at the full size, before the crop, as EfficientTrain does;
+``erasing_order="after_crop"`` for after it) -> EfficientTrain's low-frequency crop to the stage's size B ->
+optional Mixup/CutMix. It is :class:`~efficienttrain_ext.engine.pipeline.BatchPipeline`, the batch path of ``etrain train``,
 run on whatever device the images are on.
 
 Float input: RandAugment's ops are defined on uint8 pixels (bit-identical to timm's PIL ops), so float batches are
@@ -24,7 +25,7 @@ from torch import nn
 from ..augment import build_randaugment
 from ..curriculum.schedules import Schedule
 from ..curriculum.switching import switch_input_size
-from ..engine.pipeline import BatchPipeline
+from ..engine.pipeline import ERASING_ORDERS, BatchPipeline
 
 __all__ = ["CurriculumBatch", "CurriculumLoader", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -42,14 +43,15 @@ class CurriculumBatch:
     float batches arrive with (None: floats in [0, 1]; uint8 batches need neither). ``randaugment``: a timm policy
     string (its m is replaced by the schedule's), or None; ``backend``: ``batched`` (one kernel call per batch) or
     ``timm`` (timm's PIL ops per image). ``resize``: ``lowfreq`` (EfficientTrain) or ``bilinear`` / ``bicubic`` /
-    ``area``. ``erasing`` / ``mixup``: timm ``RandomErasing`` / ``Mixup`` objects applied after the crop (or None;
-    with Mixup, pass the targets and train on the soft targets returned)."""
+    ``area``. ``erasing`` / ``mixup``: timm ``RandomErasing`` / ``Mixup`` objects (or None; with Mixup, pass the
+    targets and train on the soft targets returned); ``erasing_order``: ``before_crop`` (the full-size image, as
+    EfficientTrain) or ``after_crop`` (the B x B image)."""
 
     def __init__(self, schedule: Schedule, mean: Sequence[float] = IMAGENET_MEAN,
                  std: Sequence[float] = IMAGENET_STD, *, randaugment: str | None = "rand-m9-mstd0.5-inc1",
                  backend: str = "batched", input_mean: Sequence[float] | None = None,
                  input_std: Sequence[float] | None = None, resize: str = "lowfreq", erasing: Any = None,
-                 mixup: Any = None):
+                 mixup: Any = None, erasing_order: str = "before_crop"):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule: expected an efficienttrain_ext.curriculum.Schedule (from curriculum.plan), "
                             f"got {type(schedule).__name__}")
@@ -64,6 +66,9 @@ class CurriculumBatch:
         self.resize = resize
         self.erasing = erasing
         self.mixup = mixup
+        if erasing_order not in ERASING_ORDERS:
+            raise ValueError(f"erasing_order must be one of {ERASING_ORDERS}, got {erasing_order!r}")
+        self.erasing_order = erasing_order
         self._pipelines: dict[torch.device, BatchPipeline] = {}
         self.size: int = schedule.stages[0].size  # of the last batch made (or the first stage's)
         self.magnitude: float = 0.0
@@ -87,7 +92,8 @@ class CurriculumBatch:
     def _pipeline(self, device: torch.device) -> BatchPipeline:
         if device not in self._pipelines:
             self._pipelines[device] = BatchPipeline(self.mean, self.std, device, randaugment=self.randaugment,
-                                                    resize=self.resize, erasing=self.erasing, mixup=self.mixup)
+                                                    resize=self.resize, erasing=self.erasing, mixup=self.mixup,
+                                                    erasing_order=self.erasing_order)
         return self._pipelines[device]
 
     def to_uint8(self, images: torch.Tensor) -> torch.Tensor:

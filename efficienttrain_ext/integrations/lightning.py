@@ -66,8 +66,9 @@ class EfficientTrain(Callback):
         model: attribute path of the backbone in the LightningModule (default: every submodule with
             ``set_input_size`` outside EMA copies; else the module whose size rule applies is the whole module).
         emas: attribute paths of EMA copies to resize too (default: found by type).
-        erasing, mixup: timm ``RandomErasing`` / ``Mixup`` applied after the crop (with Mixup the targets in the
-            batch become soft: the module's loss must take them).
+        erasing, mixup: timm ``RandomErasing`` / ``Mixup`` (with Mixup the targets in the batch become soft: the
+            module's loss must take them); erasing_order: ``before_crop`` (erase the full-size image, as
+            EfficientTrain) or ``after_crop``.
         image_key, target_key: where images and targets sit in a batch (list index or dict key).
         process_eval: convert validation/test batches the same way (no augmentation, final size).
         seed: RandAugment draws from a generator seeded by (seed, rank, epoch, batch) (default: torch's global RNG).
@@ -81,7 +82,8 @@ class EfficientTrain(Callback):
                  m0: float = DEFAULT_M0, size_multiple: int | None = None, min_size: int | None = None,
                  model: str | None = None, emas: Sequence[str] | None = None, erasing: Any = None, mixup: Any = None,
                  image_key: int | str = 0, target_key: int | str = 1, process_eval: bool = True,
-                 seed: int | None = None, log: bool = True, **schedule_options: Any):
+                 seed: int | None = None, log: bool = True, erasing_order: str = "before_crop",
+                 **schedule_options: Any):
         super().__init__()
         if curriculum == "efficienttrain++" and epochs is None:
             raise TrainError("efficienttrain++ needs epochs= (its budget in final-size epochs); the Trainer's "
@@ -91,7 +93,7 @@ class EfficientTrain(Callback):
         self.randaugment, self.backend, self.resize = randaugment, backend, resize
         self.m0, self.size_multiple, self.min_size = m0, size_multiple, min_size
         self.model_path, self.ema_paths = model, None if emas is None else list(emas)
-        self.erasing, self.mixup = erasing, mixup
+        self.erasing, self.mixup, self.erasing_order = erasing, mixup, erasing_order
         self.image_key, self.target_key = image_key, target_key
         self.process_eval, self.seed, self.log = process_eval, seed, log
         self.schedule_options = schedule_options
@@ -169,7 +171,8 @@ class EfficientTrain(Callback):
                              f"has max_epochs={trainer.max_epochs}: set Trainer(max_epochs={self.schedule.epochs})")
         self.step = CurriculumBatch(self.schedule, self.mean, self.std, randaugment=self.randaugment,
                                     backend=self.backend, input_mean=self.input_mean, input_std=self.input_std,
-                                    resize=self.resize, erasing=self.erasing, mixup=self.mixup)
+                                    resize=self.resize, erasing=self.erasing, mixup=self.mixup,
+                                    erasing_order=self.erasing_order)
         if fitting:
             # before configure_optimizers (the strategy's setup comes later): nothing to re-point yet
             self._resize(pl_module, self.schedule.stages[0].size)
