@@ -640,13 +640,15 @@ def test_cuda_front_end_checks_and_sample_limit():
                                          torch.zeros(2, dtype=torch.int64, device="cuda"),
                                          torch.zeros(2, 3, dtype=torch.uint8, device="cuda"))
     assert torch.equal(same, y)
-    n = 65536
-    big = torch.zeros(n, 1, 1, 1, dtype=torch.uint8, device="cuda")
-    with pytest.raises(ValueError, match="65535"):
-        torch.ops.etrain.augment_slot(big, torch.zeros(n, dtype=torch.int64, device="cuda"),
-                                      torch.zeros(n, 6, dtype=torch.float64, device="cuda"),
-                                      torch.zeros(n, dtype=torch.int64, device="cuda"),
-                                      torch.zeros(n, 1, dtype=torch.uint8, device="cuda"))
+    # more samples than a grid's y dimension holds (65535): launched in chunks, every sample still its own op
+    n = 65535 * 2 + 3
+    big = torch.randint(0, 256, (n, 1, 2, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    ops = torch.tensor([AF.OP_CODES["invert"], AF.OP_CODES["solarize"], AF.OP_CODES["posterize"]]).repeat(n)[:n]
+    ps = torch.zeros(n, 6, dtype=torch.float64)
+    ps[:, 0] = torch.arange(n, dtype=torch.float64) % 200 + 1
+    args = (ops, ps, torch.zeros(n, dtype=torch.int64), torch.zeros(n, 1, dtype=torch.uint8))
+    got = torch.ops.etrain.augment_slot(big.cuda(), *(a.cuda() for a in args))
+    assert torch.equal(got.cpu(), torch.ops.etrain.augment_slot(big, *args))
 
 
 # ---- the Python op codes and limits are the C++ header's

@@ -132,7 +132,16 @@ at::Tensor augment_slot_cuda(const at::Tensor& x, const at::Tensor& op, const at
   const int C = static_cast<int>(xc.size(1)), H = static_cast<int>(xc.size(2)), W = static_cast<int>(xc.size(3));
   const int64_t plane = static_cast<int64_t>(H) * W;
   if (N == 0 || plane == 0) return out;
-  TORCH_CHECK_VALUE(N <= 65535, "augment_slot: at most 65535 samples per CUDA call, got " + std::to_string(N));
+  // The sample index is grid.y, at most 65535 per launch: larger batches run in chunks of that many samples.
+  constexpr int64_t kMaxGridY = 65535;
+  if (N > kMaxGridY) {
+    for (int64_t s = 0; s < N; s += kMaxGridY) {
+      const int64_t n = std::min(kMaxGridY, N - s);
+      out.narrow(0, s, n).copy_(augment_slot_cuda(xc.narrow(0, s, n), opc.narrow(0, s, n), pc.narrow(0, s, n),
+                                                  ic.narrow(0, s, n), fc.narrow(0, s, n)));
+    }
+    return out;
+  }
   auto stream = at::cuda::getCurrentCUDAStream();
   auto hist = at::zeros({N, 4, 256}, xc.options().dtype(at::kInt));
   auto lut = at::empty({N, 3, 256}, xc.options());
