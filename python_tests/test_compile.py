@@ -14,10 +14,13 @@ import shutil
 
 import pytest
 import torch
+import timm
 import torch._dynamo
 from timm.optim import create_optimizer_v2
 
 from efficienttrain_ext import cli
+from efficienttrain_ext.curriculum import plan
+from efficienttrain_ext.integrations import CurriculumBatch
 from efficienttrain_ext.engine.acceleration import optimizer_kernel_options, resolve_compile, use_cudnn_autotuning
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 from efficienttrain_ext.engine.compare import markdown_table
@@ -132,3 +135,31 @@ def test_channels_last_run_and_bad_compile_values(folder, tmp_path, capsys):
     base = tiny_args(tmp_path, "bad", subset=8, val=4, batch=4, epochs=1)
     assert cli.main([*base, "--set", "train.compile=fast"]) == 2
     assert "train.compile: Input should be 'auto', 'off', 'model' or 'model+pipeline'" in capsys.readouterr().err
+
+
+def test_curriculum_batch_recipe_with_module_compile():
+    # docs/integrations.md's recipe: nn.Module.compile(dynamic=False) compiles in place (state_dict keys unchanged,
+    # so Lightning checkpoints stay as they are); each stage size then compiles once, across the ViT switch
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = timm.create_model("deit_tiny_patch16_224", num_classes=2, img_size=64, depth=1, embed_dim=32,
+                              num_heads=2)
+    schedule = plan("efficienttrain", epochs=3, final_size=64, model=model)
+    curriculum = CurriculumBatch(schedule, randaugment="rand-m9-mstd0.5-inc1")
+    curriculum.switch(model, 0)
+    keys = list(model.state_dict())
+    model.compile(dynamic=False, backend="aot_eager")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before, pos = _graphs(), {}
+    for epoch in range(schedule.epochs):
+        curriculum.switch(model, epoch, optimizer)
+        for step in range(2):
+            x = curriculum(torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8), epoch=epoch, step=step, steps=2)
+            loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 0, 1]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        pos[epoch] = (curriculum.size, model.pos_embed.detach().clone())
+    assert [pos[e][0] for e in range(3)] == [48, 48, 64]
+    assert _graphs() - before == 2 and list(model.state_dict()) == keys
+    assert not torch.equal(pos[1][1][:, :1], pos[2][1][:, :1])  # the new pos_embed trains through the compiled call
