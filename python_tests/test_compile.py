@@ -3,9 +3,10 @@ last (dropped) partial batch, through ViT size switches (replaced Parameters), E
 
 torch.compile runs with the ``aot_eager`` backend here (dynamo's tracing and AOT autograd, no code generation: the
 graph and recompile behaviour are the backend's input, the same as with inductor, at a fraction of the CPU time).
-The reference for the graph count is analytic: the schedule's distinct sizes (efficienttrain at final 64 and 5
-epochs: 46, 54, 64 -- 160/224 and 192/224 of 64 rounded to even sizes, paper Table 2's stage sizes; see
-efficienttrain_ext/curriculum/schedules.py).
+The reference for the graph count is analytic: the schedule's distinct sizes. EfficientTrain's stages are
+``b_list = [160] * 3 + [192] * 1 + [224] * 1`` over five equal parts of the run (LeapLabTHU/EfficientTrain,
+ET_training.py): at final size 64 and 5 epochs that is 160/224 and 192/224 of 64 rounded to even sizes, 46 for
+epochs 1-3, 54 for epoch 4, 64 for epoch 5 -- three sizes (efficienttrain_ext/curriculum/schedules.py).
 """
 
 from __future__ import annotations

@@ -90,7 +90,8 @@ def _sync(device: torch.device) -> None:
 
 def bench_model_mode(base: torch.nn.Module, sizes: list[int], mode: str, args, device: torch.device,
                      start: float) -> list[dict]:
-    """Rows of one model in one mode, one per size (largest first; the model switches size in place like a run)."""
+    """Rows of one model in one mode, one per size: the final size first (every ratio's reference), then ascending
+    (so a budget cuts the middle sizes first); the model switches size in place like a run."""
     model = copy.deepcopy(base).to(device)
     channels_last = "channels_last" in mode
     if channels_last:
@@ -111,7 +112,7 @@ def bench_model_mode(base: torch.nn.Module, sizes: list[int], mode: str, args, d
         optimizer.step()
 
     rows = []
-    for size in sorted(sizes, reverse=True):
+    for size in [max(sizes)] + sorted(sizes)[:-1]:
         row = {"model": args.model_name, "mode": mode, "size": size, "batch": args.batch}
         if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
             rows.append({**row, "skipped": "budget"})
