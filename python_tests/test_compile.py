@@ -20,6 +20,7 @@ import torch._dynamo
 from timm.optim import create_optimizer_v2
 
 from efficienttrain_ext import cli
+from efficienttrain_ext.config import ConfigError, load_config
 from efficienttrain_ext.curriculum import plan
 from efficienttrain_ext.integrations import CurriculumBatch
 from efficienttrain_ext.engine.acceleration import optimizer_kernel_options, resolve_compile, use_cudnn_autotuning
@@ -112,8 +113,12 @@ def test_compile_and_kernel_options_resolve_per_device():
     assert optimizer_kernel_options("sgd", "auto", cuda) == {"fused": True, "foreach": False}
     assert optimizer_kernel_options("lamb", "auto", cuda) == {"foreach": True}  # timm's Lamb has no fused kernel
     assert optimizer_kernel_options("adamw", "off", cuda) == {"foreach": False}
-    with pytest.raises(ValueError, match="optimizer 'lamb' has no fused kernel"):
-        optimizer_kernel_options("lamb", "fused", cuda)
+    # an explicit choice the optimizer lacks is refused when the configuration loads, naming both
+    with pytest.raises(ConfigError, match="optim.fused=fused: timm's optimizer 'lamb' has no fused implementation"):
+        load_config(overrides=["optim.opt=lamb", "optim.fused=fused"])
+    with pytest.raises(ConfigError, match="optim.opt: timm has no optimizer 'adamx'"):
+        load_config(overrides=["optim.opt=adamx", "optim.fused=foreach"])
+    assert load_config(overrides=["optim.opt=lookahead_adamw", "optim.fused=fused"]).optim.fused == "fused"
     model = torch.nn.Linear(4, 2)
     opt = create_optimizer_v2(model, "adamw", lr=1e-3, **optimizer_kernel_options("adamw", "fused", cpu))
     assert opt.defaults["fused"] is True  # torch has a fused CPU AdamW: the option reaches the optimizer
