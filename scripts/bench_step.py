@@ -18,7 +18,7 @@ cells that would end after it (each compile cell holds one compilation: about a 
 
 GPU, the papers' sizes (ResNet-50 and DeiT-S on EfficientTrain's 160/192/224 schedule, bf16 autocast):
     python scripts/bench_step.py --device cuda --models resnet50,deit_small --batch 128 --out bench_step_gpu
-    ... --steps 10 --warmup 2 --budget-s 135      # the same, cut to about 2.5 minutes
+    ... --modes eager,compile,channels_last --steps 10 --warmup 2 --budget-s 130   # about 2.5 minutes
 CPU, small models and sizes (the table in docs/training.md):
     python scripts/bench_step.py --device cpu --models resnet10t,deit_tiny --final-size 64 --batch 16 --steps 4
 """
