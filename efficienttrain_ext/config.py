@@ -11,11 +11,13 @@ The sections are pydantic models (unknown keys are errors; assignments are valid
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 import re
 from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
+from timm.optim import get_optimizer_class
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .augment.policy import parse_policy
@@ -26,7 +28,8 @@ from .errors import ConfigError
 __all__ = ["Config", "ConfigError", "ModelConfig", "DataConfig", "CurriculumConfig", "ProgressiveOptions",
            "EfficientTrainPPOptions", "OptimConfig", "AugConfig", "TrainConfig", "MaeConfig", "FinetuneConfig",
            "load_config", "apply_overrides", "config_to_dict", "config_from_dict", "merge_config_dicts",
-           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS", "LEGACY_DEFAULTS", "with_legacy_defaults"]
+           "trajectory_dict", "config_yaml", "OPERATIONAL_KEYS", "LEGACY_DEFAULTS", "with_legacy_defaults",
+           "optimizer_options"]
 
 
 
@@ -40,6 +43,15 @@ def _not_bool(v: Any) -> Any:
 def _yaml_off(v: Any) -> Any:
     # YAML 1.1 reads a bare off / on as false / true: they mean the choices "off" and (for compile) "model"
     return {False: "off", True: "on"}.get(v, v) if isinstance(v, bool) else v
+
+
+def optimizer_options(opt: str) -> set[str] | None:
+    """The keyword arguments of the optimizer class behind timm's name ``opt`` (None: timm's registry lacks it)."""
+    try:
+        cls = get_optimizer_class(opt.lower().removeprefix("lookahead_"), bind_defaults=False)
+    except ValueError:
+        return None
+    return set(inspect.signature(cls).parameters)
 
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
@@ -234,6 +246,17 @@ class OptimConfig(_Section):
     # auto: the fused kernel on CUDA where the optimizer has one (AdamW, Adam, SGD), else foreach on CUDA; on the CPU
     # torch's default (its per-tensor loop). fused / foreach / off force one (off: the per-tensor loop)
     fused: Annotated[Literal["auto", "fused", "foreach", "off"], BeforeValidator(_yaml_off)] = "auto"
+
+    @model_validator(mode="after")
+    def _kernel_choice(self) -> "OptimConfig":
+        if self.fused in ("fused", "foreach"):
+            takes = optimizer_options(self.opt)
+            if takes is None:
+                raise ValueError(f"optim.opt: timm has no optimizer {self.opt!r}")
+            if self.fused not in takes:
+                raise ValueError(f"optim.fused={self.fused}: timm's optimizer {self.opt!r} has no {self.fused} "
+                                 "implementation (use auto or off)")
+        return self
 
     @field_validator("betas")
     @classmethod

@@ -3,9 +3,10 @@ last (dropped) partial batch, through ViT size switches (replaced Parameters), E
 
 torch.compile runs with the ``aot_eager`` backend here (dynamo's tracing and AOT autograd, no code generation: the
 graph and recompile behaviour are the backend's input, the same as with inductor, at a fraction of the CPU time).
-The reference for the graph count is analytic: the schedule's distinct sizes (efficienttrain at final 64 and 5
-epochs: 46, 54, 64 -- 160/224 and 192/224 of 64 rounded to even sizes, paper Table 2's stage sizes; see
-efficienttrain_ext/curriculum/schedules.py).
+The reference for the graph count is analytic: the schedule's distinct sizes. EfficientTrain's stages are
+``b_list = [160] * 3 + [192] * 1 + [224] * 1`` over five equal parts of the run (LeapLabTHU/EfficientTrain,
+ET_training.py): at final size 64 and 5 epochs that is 160/224 and 192/224 of 64 rounded to even sizes, 46 for
+epochs 1-3, 54 for epoch 4, 64 for epoch 5 -- three sizes (efficienttrain_ext/curriculum/schedules.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import shutil
 
 import pytest
 import torch
+import timm
 import torch._dynamo
 from timm.optim import create_optimizer_v2
 
 from efficienttrain_ext import cli
+from efficienttrain_ext.config import ConfigError, load_config
+from efficienttrain_ext.curriculum import plan
+from efficienttrain_ext.integrations import CurriculumBatch
 from efficienttrain_ext.engine.acceleration import optimizer_kernel_options, resolve_compile, use_cudnn_autotuning
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 from efficienttrain_ext.engine.compare import markdown_table
@@ -108,8 +113,12 @@ def test_compile_and_kernel_options_resolve_per_device():
     assert optimizer_kernel_options("sgd", "auto", cuda) == {"fused": True, "foreach": False}
     assert optimizer_kernel_options("lamb", "auto", cuda) == {"foreach": True}  # timm's Lamb has no fused kernel
     assert optimizer_kernel_options("adamw", "off", cuda) == {"foreach": False}
-    with pytest.raises(ValueError, match="optimizer 'lamb' has no fused kernel"):
-        optimizer_kernel_options("lamb", "fused", cuda)
+    # an explicit choice the optimizer lacks is refused when the configuration loads, naming both
+    with pytest.raises(ConfigError, match="optim.fused=fused: timm's optimizer 'lamb' has no fused implementation"):
+        load_config(overrides=["optim.opt=lamb", "optim.fused=fused"])
+    with pytest.raises(ConfigError, match="optim.opt: timm has no optimizer 'adamx'"):
+        load_config(overrides=["optim.opt=adamx", "optim.fused=foreach"])
+    assert load_config(overrides=["optim.opt=lookahead_adamw", "optim.fused=fused"]).optim.fused == "fused"
     model = torch.nn.Linear(4, 2)
     opt = create_optimizer_v2(model, "adamw", lr=1e-3, **optimizer_kernel_options("adamw", "fused", cpu))
     assert opt.defaults["fused"] is True  # torch has a fused CPU AdamW: the option reaches the optimizer
@@ -132,3 +141,31 @@ def test_channels_last_run_and_bad_compile_values(folder, tmp_path, capsys):
     base = tiny_args(tmp_path, "bad", subset=8, val=4, batch=4, epochs=1)
     assert cli.main([*base, "--set", "train.compile=fast"]) == 2
     assert "train.compile: Input should be 'auto', 'off', 'model' or 'model+pipeline'" in capsys.readouterr().err
+
+
+def test_curriculum_batch_recipe_with_module_compile():
+    # docs/integrations.md's recipe: nn.Module.compile(dynamic=False) compiles in place (state_dict keys unchanged,
+    # so Lightning checkpoints stay as they are); each stage size then compiles once, across the ViT switch
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = timm.create_model("deit_tiny_patch16_224", num_classes=2, img_size=64, depth=1, embed_dim=32,
+                              num_heads=2)
+    schedule = plan("efficienttrain", epochs=3, final_size=64, model=model)
+    curriculum = CurriculumBatch(schedule, randaugment="rand-m9-mstd0.5-inc1")
+    curriculum.switch(model, 0)
+    keys = list(model.state_dict())
+    model.compile(dynamic=False, backend="aot_eager")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    before, pos = _graphs(), {}
+    for epoch in range(schedule.epochs):
+        curriculum.switch(model, epoch, optimizer)
+        for step in range(2):
+            x = curriculum(torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8), epoch=epoch, step=step, steps=2)
+            loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 0, 1]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        pos[epoch] = (curriculum.size, model.pos_embed.detach().clone())
+    assert [pos[e][0] for e in range(3)] == [48, 48, 64]
+    assert _graphs() - before == 2 and list(model.state_dict()) == keys
+    assert not torch.equal(pos[1][1][:, :1], pos[2][1][:, :1])  # the new pos_embed trains through the compiled call

@@ -13,8 +13,12 @@ and reports img/s and, against the final size in the same mode,
 The first step at each size is timed apart (``first_step_s``: with compile, it holds the compilation). A table is
 printed (markdown), and ``OUT/bench_step.csv`` plus ``OUT/bench_step.png`` (matplotlib, when installed) are written.
 
+Rows are written to the CSV as they come (a run stopped from outside keeps them), and ``--budget-s`` skips the
+cells that would end after it (each compile cell holds one compilation: about a minute for a ResNet-50).
+
 GPU, the papers' sizes (ResNet-50 and DeiT-S on EfficientTrain's 160/192/224 schedule, bf16 autocast):
     python scripts/bench_step.py --device cuda --models resnet50,deit_small --batch 128 --out bench_step_gpu
+    ... --modes eager,compile,channels_last --steps 10 --warmup 2 --budget-s 130   # about 2.5 minutes
 CPU, small models and sizes (the table in docs/training.md):
     python scripts/bench_step.py --device cpu --models resnet10t,deit_tiny --final-size 64 --batch 16 --steps 4
 """
@@ -28,6 +32,7 @@ import json
 import os
 import sys
 import time
+from typing import Iterator
 
 import timm
 import torch
@@ -61,12 +66,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--compile-backend", default="inductor")
     p.add_argument("--budget-s", type=float, default=None,
-                   help="skip the cells that would start after this many seconds (reported as skipped)")
+                   help="skip the cells that would end after this many seconds, judged by the previous cell of the "
+                        "same mode (reported as skipped)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="outputs/bench_step", help="directory for bench_step.csv / .png")
     args = p.parse_args(argv)
     args.models = [ALIASES.get(m, m) for m in args.models.split(",") if m]
     args.modes = [m for m in args.modes.split(",") if m]
+    args.cell_seconds = {}  # mode -> seconds of its last cell (the budget's estimate of the next)
     bad = [m for m in args.modes if m not in MODES]
     if bad:
         p.error(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
@@ -89,8 +96,9 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_model_mode(base: torch.nn.Module, sizes: list[int], mode: str, args, device: torch.device,
-                     start: float) -> list[dict]:
-    """Rows of one model in one mode, one per size (largest first; the model switches size in place like a run)."""
+                     start: float) -> Iterator[dict]:
+    """Rows of one model in one mode, one per size: the final size first (every ratio's reference), then ascending
+    (so a budget cuts the middle sizes first); the model switches size in place like a run."""
     model = copy.deepcopy(base).to(device)
     channels_last = "channels_last" in mode
     if channels_last:
@@ -110,11 +118,13 @@ def bench_model_mode(base: torch.nn.Module, sizes: list[int], mode: str, args, d
         dispatch_clip_grad(model.parameters(), 5.0)
         optimizer.step()
 
-    rows = []
-    for size in sorted(sizes, reverse=True):
+    for size in [max(sizes)] + sorted(sizes)[:-1]:
         row = {"model": args.model_name, "mode": mode, "size": size, "batch": args.batch}
-        if args.budget_s is not None and time.perf_counter() - start > args.budget_s:
-            rows.append({**row, "skipped": "budget"})
+        # a cell is skipped when it would end after the budget, judged by the last cell of this mode (the first cell
+        # of a mode always runs while time is left)
+        cell_start = time.perf_counter()
+        if args.budget_s is not None and cell_start - start + args.cell_seconds.get(mode, 0.0) > args.budget_s:
+            yield {**row, "skipped": "budget"}
             continue
         switch_input_size(model, size, optimizer)  # ViT / Swin: new pos_embed / bias tables, optimizer re-pointed
         x = torch.randn(args.batch, 3, size, size, generator=gen).to(device)
@@ -133,9 +143,9 @@ def bench_model_mode(base: torch.nn.Module, sizes: list[int], mode: str, args, d
             step(x, y)
         _sync(device)
         spent = time.perf_counter() - t0
-        rows.append({**row, "img_s": args.batch * args.steps / spent, "ms_per_step": 1e3 * spent / args.steps,
-                     "first_step_s": first})
-    return rows
+        args.cell_seconds[mode] = time.perf_counter() - cell_start
+        yield {**row, "img_s": args.batch * args.steps / spent, "ms_per_step": 1e3 * spent / args.steps,
+               "first_step_s": first}
 
 
 def add_ratios(rows: list[dict], flops: dict[str, dict[int, float]], final_size: int) -> None:
@@ -184,11 +194,26 @@ def plot(rows: list[dict], path: str) -> bool:
     a.set(xlabel="input size B", ylabel="img/s (train step)", yscale="log")
     b.axhline(0.9, color="grey", ls="--", lw=1)
     b.set(xlabel="input size B", ylabel="measured / predicted speed-up vs final size")
-    a.legend(fontsize=7)
+    if a.lines:  # every cell skipped (budget): an empty plot, no legend
+        a.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
+
+
+def write_files(rows: list[dict], flops: dict, args) -> list[dict]:
+    """OUT/bench_step.csv and .json of the rows so far, with their ratios; returns them sorted."""
+    rows = sorted(rows, key=lambda r: (args.models.index(r["model"]), args.modes.index(r["mode"]), r["size"]))
+    add_ratios(rows, flops, args.final_size)
+    with open(os.path.join(args.out, "bench_step.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    with open(os.path.join(args.out, "bench_step.json"), "w") as f:
+        json.dump({"args": {k: v for k, v in vars(args).items() if k not in ("model_name", "cell_seconds")},
+                   "rows": rows}, f, indent=1)
+    return rows
 
 
 def main(argv=None) -> int:
@@ -206,24 +231,21 @@ def main(argv=None) -> int:
         sizes[name] = stage_sizes(bases[name], args.curriculum, args.final_size)
         flops[name] = flops_by_size(bases[name], sizes[name])
     rows: list[dict] = []
+    os.makedirs(args.out, exist_ok=True)
     with recompile_room(max(len(s) for s in sizes.values())):
         for mode in args.modes:  # all models in the cheap modes first: a budget cuts the compile cells
             for name in args.models:
                 args.model_name = name
-                rows += bench_model_mode(bases[name], sizes[name], mode, args, device, start)
-                print(f"{name} {mode}: done at {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    add_ratios(rows, flops, args.final_size)
-    rows.sort(key=lambda r: (args.models.index(r["model"]), args.modes.index(r["mode"]), r["size"]))
+                for row in bench_model_mode(bases[name], sizes[name], mode, args, device, start):
+                    rows.append(row)
+                    write_files(rows, flops, args)  # after every cell: a run stopped from outside keeps its rows
+                    print(f"{time.perf_counter() - start:4.0f} s  {name} {mode} B={row['size']}: "
+                          + (f"{row['img_s']:.0f} img/s, first step {row['first_step_s']:.1f} s" if "img_s" in row
+                             else "skipped (budget)"), file=sys.stderr, flush=True)
+    rows = write_files(rows, flops, args)
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch "
           f"{torch.__version__}, curriculum {args.curriculum}, batch {args.batch}, {args.steps} timed steps")
     print(table(rows))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench_step.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    with open(os.path.join(args.out, "bench_step.json"), "w") as f:
-        json.dump({"args": {k: v for k, v in vars(args).items() if k != "model_name"}, "rows": rows}, f, indent=1)
     drawn = plot(rows, os.path.join(args.out, "bench_step.png"))
     print(f"wrote {args.out}/bench_step.csv, .json" + (", .png" if drawn else " (no matplotlib: no plot)")
           + f" in {time.perf_counter() - start:.0f} s")
