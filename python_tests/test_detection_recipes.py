@@ -288,8 +288,8 @@ def _build(det, **paramwise):
 
 def test_layer_decay_depth_27_and_stage_wise():
     """ConvNeXt-S/B (stage depths 3, 3, 27, 3) with num_layers 12 as CNX-LD's S/B configs: block j of stage 2 gets id
-    3 + j // 3 (3..11), stage 3 gets 12, so 14 ids with scale rate ** (13 - id); stage_wise: downsample 0, stage i
-    i + 1, the rest 12 (CNX-LD get_num_layer_stage_wise with 14 ids)."""
+    3 + j // 3 (3..11), stage 3 gets 12, so 14 ids with scale rate ** (13 - id); stage_wise: stem and downsamples 0,
+    blocks of stage i i + 1, the rest 13 (CNX-LD get_num_layer_stage_wise with 14 ids)."""
     det = _Detector(TimmBackbone(model_name="convnext_small"))
     groups = _param_groups_by_name(_build(det, decay_rate=0.8, decay_type="layer_wise", num_layers=12))
     named = dict(det.named_parameters())
@@ -302,7 +302,8 @@ def test_layer_decay_depth_27_and_stage_wise():
     assert groups[id(named["backbone.body.stem_0.weight"])]["lr_scale"] == pytest.approx(0.5 ** 13)
     assert groups[id(named["backbone.body.stages_1.downsample.1.weight"])]["lr_scale"] == pytest.approx(0.5 ** 13)
     assert groups[id(named["backbone.body.stages_2.blocks.20.norm.weight"])]["lr_scale"] == pytest.approx(0.5 ** 10)
-    assert groups[id(named["neck.weight"])]["lr_scale"] == pytest.approx(0.5)
+    assert groups[id(named["backbone.body.stages_3.blocks.0.mlp.fc1.weight"])]["lr_scale"] == pytest.approx(0.5 ** 9)
+    assert groups[id(named["neck.weight"])]["lr_scale"] == 1.0
 
 
 def test_layer_decay_names_map_to_mmpretrain():
