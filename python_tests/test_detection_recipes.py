@@ -8,7 +8,8 @@ Sources (cited once here, by the short names used in the comments below):
   CNX-3X   facebookresearch/ConvNeXt object_detection/configs/convnext/
            cascade_mask_rcnn_convnext_tiny_patch4_window7_mstrain_480-800_giou_4conv1f_adamw_3x_coco_in1k.py
   CNX-LD   facebookresearch/ConvNeXt object_detection/mmcv_custom/layer_decay_optimizer_constructor.py
-  MMDET-CNX  open-mmlab/mmdetection configs/convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py
+  MMDET-CNX  open-mmlab/mmdetection configs/convnext/
+             cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-giou_amp-ms-crop-3x_coco.py
              (the mmdet 3.x port of CNX-3X: RandomChoice / RandomChoiceResize instead of AutoAugment / Resize lists)
   ISSUE-20 this project's issue 20 item 9 (RetinaNet: multi-scale with crop at lr 2e-4; the authors' detection code is
            not public, so there is no config to cite for that lr)
@@ -83,7 +84,8 @@ def test_cascade_heads_are_4conv1fc_syncbn_giou(path):
     assert len(heads) == 3
     for head, stds in zip(heads, CASCADE_TARGET_STDS):  # SWIN-3X / CNX-3X roi_head.bbox_head
         assert head.type == "ConvFCBBoxHead"
-        assert (head.num_shared_convs, head.num_shared_fcs, head.conv_out_channels, head.fc_out_channels) == (4, 1, 256, 1024)
+        sizes = (head.num_shared_convs, head.num_shared_fcs, head.conv_out_channels, head.fc_out_channels)
+        assert sizes == (4, 1, 256, 1024)
         assert head.norm_cfg == dict(type="SyncBN", requires_grad=True)
         assert head.loss_bbox == dict(type="GIoULoss", loss_weight=10.0)
         assert head.reg_decoded_bbox is True and head.reg_class_agnostic is False
@@ -168,7 +170,8 @@ def test_convnext_optimizer(path):
 
 
 # CNX-3X drop_path_rate 0.4; SWIN-1X (Swin-T 1x) 0.0; SWIN-3X Swin-T 0.2, Swin-S 0.2, Swin-B 0.3 (S/B 1x take the 3x
-# value, the repo has no 1x config for them); RetinaNet Swin-T 0.2 as mmdet's configs/swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py
+# value, the repo has no 1x config for them); RetinaNet Swin-T 0.2 as mmdet's
+# configs/swin/retinanet_swin-t-p4-w7_fpn_1x_coco.py
 DROP_PATH = {
     "cascade-mask-rcnn_timm-convnext-t_fpn_1x_coco.py": 0.4, "cascade-mask-rcnn_timm-convnext-t_fpn_ms-3x_coco.py": 0.4,
     "retinanet_timm-convnext-t_fpn_1x_coco.py": 0.4,

@@ -1,7 +1,7 @@
 """Layer-wise lr decay for a timm ConvNeXt inside ``TimmBackbone`` (the ConvNeXt detection recipe).
 
-mmdet's ``LearningRateDecayOptimizerConstructor`` (the ConvNeXt repo's ``mmcv_custom/layer_decay_optimizer_constructor.py``
-ported to mmengine) only accepts backbones whose class name contains ``ConvNeXt`` and whose parameters are named as in
+mmdet's ``LearningRateDecayOptimizerConstructor`` (the ConvNeXt repo's
+``object_detection/mmcv_custom/layer_decay_optimizer_constructor.py`` ported to mmengine) only accepts backbones whose class name contains ``ConvNeXt`` and whose parameters are named as in
 mmpretrain (``backbone.downsample_layers.i``, ``backbone.stages.i.j``). This constructor renames the timm parameters
 (``backbone.body.stem_k``, ``backbone.body.stages_i.downsample``, ``backbone.body.stages_i.blocks.j``) to those names
 and then uses mmdet's own layer-id functions, so the layer assignment and the group rule (lr scale
@@ -29,7 +29,8 @@ from torch import nn
 __all__ = ["TimmLayerDecayOptimizerConstructor", "mmpretrain_convnext_name"]
 
 # timm ConvNeXt under TimmBackbone.body (FeatureListNet flattens "stages.0" to "stages_0"; FeatureGetterNet adds "model.")
-_TIMM_CONVNEXT = re.compile(r"^backbone\.body\.(?:model\.)?(?:(stem)[._](\d+)|stages[._](\d+)\.(?:(downsample)|blocks\.(\d+)))\.(.+)$")
+_TIMM_CONVNEXT = re.compile(r"^backbone\.body\.(?:model\.)?"
+                            r"(?:(stem)[._](\d+)|stages[._](\d+)\.(?:(downsample)|blocks\.(\d+)))\.(.+)$")
 _OWN_BACKBONE_EXTRAS = ("backbone.out_norms.",)  # TimmBackbone's per-output norms: the recipe's backbone.norm{i}
 _DECAY_TYPES = ("layer_wise", "stage_wise")
 
@@ -72,7 +73,8 @@ class TimmLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 4:
             raise ValueError(f"TimmLayerDecayOptimizerConstructor: num_layers must be an int >= 4, got {num_layers!r}")
         if kind not in _DECAY_TYPES:
-            raise ValueError(f"TimmLayerDecayOptimizerConstructor: decay_type must be one of {_DECAY_TYPES}, got {kind!r}")
+            raise ValueError(f"TimmLayerDecayOptimizerConstructor: decay_type must be one of {_DECAY_TYPES}, "
+                             f"got {kind!r}")
         backbone = getattr(module, "backbone", None)
         model_name = getattr(backbone, "model_name", None)
         if not (isinstance(model_name, str) and model_name.startswith("convnext")):
