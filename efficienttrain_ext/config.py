@@ -54,6 +54,14 @@ def optimizer_options(opt: str) -> set[str] | None:
     return set(inspect.signature(cls).parameters)
 
 
+def _at_least_one(v: Any, message: str) -> Any:
+    """A per-stage value (one int, or a {size: int} map) whose every entry must be >= 1; ``message`` names it."""
+    values = v.values() if isinstance(v, dict) else [v]
+    if v is not None and any(x < 1 for x in values):
+        raise ValueError(f"{message}, got {v}")
+    return v
+
+
 Int = Annotated[int, BeforeValidator(_not_bool)]
 Float = Annotated[float, BeforeValidator(_not_bool)]  # also takes "1e-3", which YAML 1.1 reads as a string
 
@@ -177,18 +185,12 @@ class CurriculumConfig(_Section):
     @field_validator("replay")
     @classmethod
     def _replay(cls, v):
-        values = v.values() if isinstance(v, dict) else [v]
-        if v is not None and any(r < 1 for r in values):
-            raise ValueError(f"replay factors must be integers >= 1, got {v}")
-        return v
+        return _at_least_one(v, "replay factors must be integers >= 1")
 
     @field_validator("replay_buffer")
     @classmethod
     def _replay_buffer(cls, v):
-        values = v.values() if isinstance(v, dict) else [v]
-        if v is not None and any(c < 1 for c in values):
-            raise ValueError(f"buffer capacities must be integers >= 1 (loaded batches), got {v}")
-        return v
+        return _at_least_one(v, "buffer capacities must be integers >= 1 (loaded batches)")
 
     @model_validator(mode="after")
     def _replay_mode(self) -> "CurriculumConfig":

@@ -123,8 +123,8 @@ def test_replay_option_on_curricula(tmp_path):
         build_schedule(str(p), 10, 128, min_scale=0.5)
 
 
-@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
-def test_driver_loads_one_in_replay_batches(tmp_path, monkeypatch):
+def _count_reads(monkeypatch) -> Counter:
+    """Image reads of the Fashion-MNIST datasets during a run, per dataset length (train vs validation)."""
     reads = Counter()
     orig = FashionMNIST.__getitem__
 
@@ -133,6 +133,12 @@ def test_driver_loads_one_in_replay_batches(tmp_path, monkeypatch):
         return orig(self, i)
 
     monkeypatch.setattr(FashionMNIST, "__getitem__", counting)
+    return reads
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_driver_loads_one_in_replay_batches(tmp_path, monkeypatch):
+    reads = _count_reads(monkeypatch)
     args = tiny_args(tmp_path, "rp", "--curriculum", "efficienttrain", "--set", "curriculum.replay=2",
                      subset=64, val=32)
     assert cli.main(args) == 0
@@ -202,14 +208,7 @@ def test_authors_replay_config_errors():
 
 @pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
 def test_driver_authors_mode_loads_batch_over_r_per_step(tmp_path, monkeypatch, capsys):
-    reads = Counter()
-    orig = FashionMNIST.__getitem__
-
-    def counting(self, i):
-        reads[len(self)] += 1
-        return orig(self, i)
-
-    monkeypatch.setattr(FashionMNIST, "__getitem__", counting)
+    reads = _count_reads(monkeypatch)
     authors = ["--curriculum", "efficienttrain", "--set", "curriculum.replay=2", "--set",
                "curriculum.replay_mode=authors", "--set", "curriculum.replay_buffer=8"]
     assert cli.main(tiny_args(tmp_path, "au", *authors, subset=64, val=32)) == 0

@@ -149,19 +149,14 @@ if _triton.available():
             torch.library.register_kernel("etrain::lowfreq_pad", "cuda", _pad_cuda)
 
 
-def _crop_setup(ctx, inputs, output) -> None:
-    x, size = inputs
-    ctx.in_size = [x.shape[-2], x.shape[-1]]
+def _keep_in_size(ctx, inputs, output) -> None:
+    t, size = inputs
+    ctx.in_size = [t.shape[-2], t.shape[-1]]
 
 
 def _crop_backward(ctx, grad: torch.Tensor):
     # The op is linear: its backward is its adjoint, which is itself differentiable (double backward).
     return _pad(grad, ctx.in_size), None
-
-
-def _pad_setup(ctx, inputs, output) -> None:
-    y, size = inputs
-    ctx.in_size = [y.shape[-2], y.shape[-1]]
 
 
 def _pad_backward(ctx, grad: torch.Tensor):
@@ -181,14 +176,10 @@ def _pad(y: torch.Tensor, size: list[int]) -> torch.Tensor:
     return torch.ops.etrain.lowfreq_pad(y, size)
 
 
-for _op in ("lowfreq_crop", "lowfreq_crop_triton"):
-    if _op.endswith("_triton") and not _triton.available():
-        continue
-    torch.library.register_autograd(f"etrain::{_op}", _crop_backward, setup_context=_crop_setup)
-for _op in ("lowfreq_pad", "lowfreq_pad_triton"):
-    if _op.endswith("_triton") and not _triton.available():
-        continue
-    torch.library.register_autograd(f"etrain::{_op}", _pad_backward, setup_context=_pad_setup)
+_SUFFIXES = ("", "_triton") if _triton.available() else ("",)
+for _suffix in _SUFFIXES:
+    torch.library.register_autograd(f"etrain::lowfreq_crop{_suffix}", _crop_backward, setup_context=_keep_in_size)
+    torch.library.register_autograd(f"etrain::lowfreq_pad{_suffix}", _pad_backward, setup_context=_keep_in_size)
 
 
 def lowfreq_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
