@@ -26,7 +26,10 @@ READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "
 COLLECTIVES = ("all_reduce", "all_gather", "all_gather_object", "broadcast", "barrier", "reduce", "all_to_all")
 # RandAugment draws its per-image parameters on the host: its reads are of CPU tensors by design (copied to the GPU
 # without waiting), so they are not syncs on CUDA either; torch's optimizers keep their step counts on the CPU too.
-HOST_SIDE = ("efficienttrain_ext.augment", "efficienttrain_ext.ops.augment")
+# The global data order (data/order.py) is a CPU permutation read per batch by the sampler, and the epoch end's
+# host collectives (engine/collectives.py) sum host tensors: neither reads a device tensor.
+HOST_SIDE = ("efficienttrain_ext.augment", "efficienttrain_ext.ops.augment", "efficienttrain_ext.data.order",
+             "efficienttrain_ext.engine.collectives")
 
 
 def _count_syncs(monkeypatch) -> Counter:
