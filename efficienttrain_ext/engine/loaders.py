@@ -4,7 +4,9 @@ An epoch loader yields ``(images uint8 [N, C, H, W], targets, paths of unreadabl
 so every rank takes the same number of steps) and is reshuffled with :meth:`EpochLoader.set_epoch`, seeded by the
 run's seed, the epoch and the rank: a resumed run sees the same order. Under DDP each rank reads a disjoint shard.
 ``data.loader`` picks the implementation (:data:`LOADERS`): ``torch`` (this module) or ``dali``
-(:mod:`efficienttrain_ext.data.dali_pipeline`, NVIDIA DALI decoding on the GPU or CPU; optional dependency).
+(:mod:`efficienttrain_ext.data.dali_pipeline`, NVIDIA DALI decoding on the GPU or CPU; optional dependency);
+``data.device_cache: true`` picks ``device`` (:mod:`efficienttrain_ext.data.device_cache`: the decoded images live
+on the training device and batches are cropped there; its validation set too).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..data import collate_skip
 from ..data.dali_pipeline import DaliEpochLoader
+from ..data.device_cache import DeviceEpochLoader, DeviceImages, DeviceValLoader
 from .distributed import DistInfo
 
 __all__ = ["EpochLoader", "TorchEpochLoader", "LOADERS", "build_val_loader"]
@@ -55,12 +58,15 @@ class TorchEpochLoader:
 
 
 # data.loader -> factory(dataset, batch, info, workers=, seed=, pin_memory=, **DataConfig.loader_options())
-LOADERS: dict[str, Callable[..., EpochLoader]] = {"torch": TorchEpochLoader, "dali": DaliEpochLoader}
+LOADERS: dict[str, Callable[..., EpochLoader]] = {"torch": TorchEpochLoader, "dali": DaliEpochLoader,
+                                                  "device": DeviceEpochLoader}
 
 
-def build_val_loader(dataset: Dataset, batch: int, info: DistInfo, *, workers: int, pin_memory: bool) -> DataLoader:
+def build_val_loader(dataset: Dataset, batch: int, info: DistInfo, *, workers: int, pin_memory: bool):
     """Validation batches in order; under DDP a plain strided shard without padding, so sums over ranks count every
-    image once."""
+    image once. A set cached on the device (``data.device_cache``) is read from there."""
+    if isinstance(dataset, DeviceImages):
+        return DeviceValLoader(dataset, batch, info)
     if info.enabled:
         dataset = Subset(dataset, range(info.rank, len(dataset), info.world))
     return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate_skip,

@@ -56,13 +56,18 @@ class Prefetcher(Generic[T, U]):
             self.stream.wait_stream(torch.cuda.current_stream(self.device))
 
         def launch() -> bool:
-            item = next(it, _END)
-            if item is _END:
-                return False
             if self.stream is None:
+                item = next(it, _END)
+                if item is _END:
+                    return False
                 queue.append((prepare(item), None))
                 return True
             with torch.cuda.stream(self.stream):
+                # the item is read on the side stream too: a loader that makes its batch on the device (data.
+                # device_cache) queues that work before prepare's, on the stream that prepare reads it from
+                item = next(it, _END)
+                if item is _END:
+                    return False
                 out = prepare(item)
                 done = torch.cuda.Event()
                 done.record(self.stream)

@@ -1,0 +1,292 @@
+"""The GPU-resident data path (``data.device_cache: true``): decoded uint8 images held on the training device.
+
+:func:`cache_datasets` decodes the training and validation sets once (the host's loader workers help with this
+one pass only) into two :class:`DeviceImages`: uint8 ``[N, C, H, W]`` and int64 labels on the device.
+
+* Training images are stored as decoded, without the training crop: they must all have one size (CIFAR-10's 32 x
+  32), or ``data.cache_size: S`` brings each to ``S x S`` first (the shorter side resized to S with the
+  configured interpolation and antialiasing, then the centre S x S: for photos of up to 4:3 that keeps at least
+  3/4 of the frame; the random crop then draws from that square). Mixed sizes without ``cache_size`` are an error.
+* Validation images are stored after their evaluation transform (resize and centre crop to the final size), so
+  evaluation batches are slices of the device tensor.
+* Memory rule: both sets together must fit in ``data.cache_max_gib`` and, on CUDA, in half of the free device
+  memory when the cache is built (the rest is the model's); checked from the first image before decoding the rest.
+
+:class:`DeviceEpochLoader` (the trainer's ``EpochLoader`` for this path) then makes every training batch on the
+device: the epoch's order (the torch loader's permutation, sample for sample: ``randperm`` seeded from (seed,
+epoch, rank), or ``DistributedSampler`` under DDP, ``drop_last``), the crop boxes and flips drawn once per epoch on
+the CPU from a generator seeded from (seed, epoch, rank) (so a resumed run repeats them exactly, on any device),
+the rows gathered with ``index_select`` and cropped, resized and mirrored in one batched call
+(:func:`~.device_crop.resized_crop`). Its batches are what the torch loader's are: uint8 ``[N, C, S, S]`` at the
+final size, labels, unreadable paths; the device batch path (RandAugment, low-frequency crop, ...) follows
+unchanged. Every rank holds the whole training set; it reads its own shard.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision import transforms as T
+
+from ..errors import DataError
+from .build import Datasets
+from .device_crop import draw_crop_params, resized_crop
+from .transforms import INTERPOLATIONS, TrainCrop, TrainTransform
+
+__all__ = ["DeviceImages", "DeviceEpochLoader", "DeviceValLoader", "cache_datasets", "read_images", "epoch_order"]
+
+_GIB = 1 << 30
+
+
+@dataclass
+class DeviceImages:
+    """A dataset held on the device: ``images`` uint8 ``[N, C, H, W]``, ``targets`` int64 ``[N]``; ``bad``: the
+    row indices of images that could not be decoded (zeros here; the loaders drop them), ``names`` their paths;
+    ``crop``: the training crop (None for a validation set, stored after its evaluation transform)."""
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    crop: TrainCrop | None = None
+    bad: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            got = f"{self.images.dtype} {tuple(self.images.shape)}" if isinstance(self.images, torch.Tensor) \
+                else type(self.images).__name__
+            raise DataError(f"a device cache holds uint8 images [N, C, H, W], got {got}")
+        if self.targets.shape != (self.images.shape[0],):
+            raise DataError(f"a device cache needs one label per image: {self.images.shape[0]} images, labels "
+                            f"{tuple(self.targets.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return self.images.numel() + 8 * self.targets.numel()
+
+
+# ----- reading a dataset once
+
+def _base_and_indices(dataset: Dataset) -> tuple[Dataset, np.ndarray | None]:
+    """The dataset under any ``Subset`` s, and the composed indices into it (None: all of it)."""
+    indices: np.ndarray | None = None
+    while isinstance(dataset, Subset):  # innermost indices first: compose them from the outside in
+        sub = np.asarray(dataset.indices, dtype=np.int64)
+        indices = sub if indices is None else sub[indices]
+        dataset = dataset.dataset
+    return dataset, indices
+
+
+def _with_transform(dataset: Dataset, transform) -> Dataset:
+    """``dataset`` (under its Subsets) read through ``transform`` instead of its own; the dataset must apply
+    ``self.transform`` to a PIL image, as the ImageFolder, shard and Fashion-MNIST sets here do."""
+    base, indices = _base_and_indices(dataset)
+    if not hasattr(base, "transform"):
+        raise DataError(f"data.device_cache cannot read a {type(base).__name__}: it has no transform to replace "
+                        "(use data.device_cache=false)")
+    base = copy.copy(base)  # a shallow copy: the file list / arrays are shared, the transform is its own
+    base.transform = transform
+    return base if indices is None else Subset(base, indices.tolist())
+
+
+def _collate_list(batch):
+    return batch
+
+
+def read_images(dataset: Dataset, *, workers: int = 0, max_bytes: int | None = None, what: str = "training set",
+                extra_bytes: int = 0) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
+    """Every sample of ``dataset`` (whose transform gives uint8 CHW tensors) as one uint8 ``[N, C, H, W]`` CPU
+    tensor, its int64 labels, and the unreadable rows ``{index: path}``. A DataError when the images differ in
+    size, are not uint8 CHW, or would exceed ``max_bytes`` (with ``extra_bytes`` already taken)."""
+    n = len(dataset)
+    if n == 0:
+        raise DataError(f"the {what} is empty: nothing to cache on the device")
+    loader = DataLoader(dataset, batch_size=256, shuffle=False, num_workers=workers, collate_fn=_collate_list)
+    out: torch.Tensor | None = None
+    targets = torch.empty(n, dtype=torch.int64)
+    bad: dict[int, str] = {}
+    k = 0
+    for batch in loader:
+        for sample in batch:
+            img, target = sample[0], sample[1]
+            targets[k] = int(target)
+            if img is None:  # SafeImageFolder / shards: an image that cannot be decoded
+                bad[k] = str(sample[2]) if len(sample) > 2 else f"sample {k}"
+                k += 1
+                continue
+            if not isinstance(img, torch.Tensor) or img.dtype != torch.uint8 or img.dim() != 3:
+                got = f"{img.dtype} {tuple(img.shape)}" if isinstance(img, torch.Tensor) else type(img).__name__
+                raise DataError(f"data.device_cache: the {what} gives {got} images, not uint8 [C, H, W]")
+            if out is None:
+                need = n * img.numel() + 8 * n
+                if max_bytes is not None and need + extra_bytes > max_bytes:
+                    raise DataError(
+                        f"data.device_cache: the {what} ({n} images of {tuple(img.shape)}) needs "
+                        f"{need / _GIB:.2f} GiB on the device{f' (with {extra_bytes / _GIB:.2f} GiB already cached)' if extra_bytes else ''}, "
+                        f"more than the limit of {max_bytes / _GIB:.2f} GiB (data.cache_max_gib, and on CUDA half "
+                        "the free memory); use a smaller data.cache_size, data.train_subset, or "
+                        "data.device_cache=false")
+                out = torch.empty((n, *img.shape), dtype=torch.uint8)
+            elif img.shape != out.shape[1:]:
+                raise DataError(
+                    f"data.device_cache: the {what} holds images of different sizes ({tuple(out.shape[1:])} and "
+                    f"{tuple(img.shape)} at {sample[2] if len(sample) > 2 else f'sample {k}'}); set "
+                    "data.cache_size=S to store each as S x S (shorter side resized to S, centre crop), or "
+                    "data.device_cache=false")
+            out[k] = img
+            k += 1
+    if out is None:
+        raise DataError(f"data.device_cache: no image of the {what} could be decoded ({len(bad)} unreadable, e.g. "
+                        f"{next(iter(bad.values()))})")
+    for i in bad:
+        out[i] = 0
+    return out, targets, bad
+
+
+def _memory_cap(device: torch.device, cap_gib: float) -> int:
+    cap = int(cap_gib * _GIB)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cap = min(cap, free // 2)  # the other half: the model, its activations and the batch path
+    return cap
+
+
+def cache_datasets(data: Datasets, device: torch.device, *, cache_size: int | None = None, workers: int = 0,
+                   max_gib: float = 4.0) -> Datasets:
+    """``data`` with its training and validation sets decoded onto ``device`` as :class:`DeviceImages` (module
+    docstring). The training set's own transform must be the training crop (it says how to crop on the device)."""
+    base, _ = _base_and_indices(data.train)
+    crop = getattr(base, "transform", None)
+    if not isinstance(crop, TrainTransform):
+        raise DataError(f"data.device_cache: the training set's transform is {type(crop).__name__}, not the "
+                        "training crop (data.transforms.train_transform): the device cannot tell how to crop")
+    crop = crop.crop
+    raw: list = []
+    if cache_size is not None:
+        raw = [T.Resize(cache_size, interpolation=INTERPOLATIONS[crop.interpolation], antialias=True),
+               T.CenterCrop(cache_size)]
+    cap = _memory_cap(device, max_gib)
+    x, y, bad = read_images(_with_transform(data.train, T.Compose([*raw, T.PILToTensor()])), workers=workers,
+                            max_bytes=cap)
+    train = DeviceImages(x.to(device), y.to(device), crop, bad)
+    vx, vy, vbad = read_images(data.val, workers=workers, max_bytes=cap, what="validation set",
+                               extra_bytes=train.nbytes)
+    if vx.shape[-2:] != (crop.size, crop.size):
+        raise DataError(f"data.device_cache: the validation transform gives {tuple(vx.shape[-2:])} images, not "
+                        f"the final size {crop.size}")
+    val = DeviceImages(vx.to(device), vy.to(device), None, vbad)
+    return replace(data, train=train, val=val)
+
+
+# ----- loaders
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int, distributed: bool) -> torch.Tensor:
+    """This rank's sample order in ``epoch`` (int64, CPU): the torch loader's (``engine/loaders.py``). One process:
+    the DataLoader's shuffling, a ``randperm`` from its generator seeded ``seed * 100003 + epoch * 1009 + rank``
+    after the one draw the DataLoader takes from it for its workers' base seed; under DDP the
+    ``DistributedSampler``'s shard (``drop_last``)."""
+    if distributed:
+        sampler = DistributedSampler(range(n), world, rank, shuffle=True, seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+        return torch.tensor(list(iter(sampler)), dtype=torch.int64)
+    g = torch.Generator().manual_seed(seed * 100003 + epoch * 1009 + rank)
+    torch.empty((), dtype=torch.int64).random_(generator=g)  # the DataLoader's base-seed draw
+    return torch.randperm(n, generator=g)
+
+
+def _crop_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + rank * 101 + 29) % (2**63 - 1)
+
+
+class DeviceEpochLoader:
+    """``data.device_cache``'s training loader (module docstring), the trainer's ``EpochLoader``: batches of
+    ``batch`` per rank, ``drop_last``, ``len() == (len // world) // batch``. ``workers`` and ``pin_memory`` are taken
+    for the loader interface and not used (no loader workers: everything runs on the images' device)."""
+
+    def __init__(self, dataset: DeviceImages, batch: int, info, *, workers: int = 0, seed: int = 0,
+                 pin_memory: bool = False):
+        if not isinstance(dataset, DeviceImages) or dataset.crop is None:
+            raise DataError(f"the device loader needs a cached training set (DeviceImages with its crop), got "
+                            f"{type(dataset).__name__}")
+        self.data, self.batch, self.seed = dataset, int(batch), int(seed)
+        self.rank, self.world, self.distributed = int(info.rank), int(info.world), bool(info.enabled)
+        self.device = dataset.images.device
+        n = len(dataset)
+        self.steps = ((n // self.world) if self.distributed else n) // self.batch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def order(self, epoch: int | None = None) -> torch.Tensor:
+        """This rank's sample order (CPU int64) in ``epoch`` (default: the current one)."""
+        e = self.epoch if epoch is None else epoch
+        return epoch_order(len(self.data), self.seed, e, self.rank, self.world, self.distributed)
+
+    def params(self, epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The crop boxes ``(i, j, h, w)`` and flips of every position of ``epoch``'s batches (CPU)."""
+        e = self.epoch if epoch is None else epoch
+        c = self.data.crop
+        n = self.steps * self.batch
+        g = torch.Generator().manual_seed(_crop_seed(self.seed, e, self.rank))
+        h, w = self.data.images.shape[-2:]
+        boxes = draw_crop_params(n, int(h), int(w), c.scale, c.ratio, g)
+        flips = torch.rand(n, generator=g) < c.hflip
+        return boxes, flips
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":  # page-locked, so the copy is queued, not waited for
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        b, c = self.batch, self.data.crop
+        order = self.order()[:self.steps * b]
+        boxes, flips = self.params()
+        order_d, boxes_d, flips_d = (self._to_device(t) for t in (order, boxes, flips))
+        bad = self.data.bad
+        for k in range(self.steps):
+            rows = slice(k * b, (k + 1) * b)
+            idx, bx, fl, names = order_d[rows], boxes_d[rows], flips_d[rows], []
+            if bad:  # drop the unreadable rows (known on the host: no device sync), as the torch loader does
+                ids = order[rows].tolist()
+                names = [bad[i] for i in ids if i in bad]
+                if names:
+                    keep = self._to_device(torch.tensor([p for p, i in enumerate(ids) if i not in bad],
+                                                        dtype=torch.int64))
+                    idx, bx, fl = idx[keep], bx[keep], fl[keep]
+            x = resized_crop(self.data.images.index_select(0, idx), bx, c.size, c.interpolation, fl)
+            yield x, self.data.targets.index_select(0, idx), names
+
+
+class DeviceValLoader:
+    """Validation batches of a cached validation set, in order; under DDP the rank's strided shard (as
+    ``engine/loaders.build_val_loader``). Unreadable images are left out and reported with the first batch."""
+
+    def __init__(self, dataset: DeviceImages, batch: int, info):
+        if not isinstance(dataset, DeviceImages):
+            raise DataError(f"the device validation loader needs a cached set, got {type(dataset).__name__}")
+        good = torch.tensor([i for i in range(len(dataset)) if i not in dataset.bad], dtype=torch.int64)
+        if info.enabled:
+            good = good[info.rank::info.world]
+        self.data, self.batch, self.rows = dataset, int(batch), good.to(dataset.images.device)
+        self.names = list(dataset.bad.values())
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.rows) / self.batch)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        for k in range(len(self)):
+            idx = self.rows[k * self.batch:(k + 1) * self.batch]
+            yield (self.data.images.index_select(0, idx), self.data.targets.index_select(0, idx),
+                   self.names if k == 0 else [])
