@@ -279,3 +279,52 @@ def test_device_cache_run_trains_evaluates_and_resumes_exactly(folder, tmp_path)
     (tmp_path / "resumed" / "last.pt").unlink()
     assert cli.main(["train", "--resume", str(tmp_path / "resumed" / "stage1.pt")]) == 0
     assert_same_run(tmp_path / "full", tmp_path / "resumed", 3)
+
+
+class _Arrays(Dataset):
+    """Images held as one array (as the CIFAR-10 and Fashion-MNIST sets are), read through ``transform``."""
+
+    def __init__(self, images, transform):
+        self.images, self.targets, self.transform = images, list(range(len(images))), transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        img = Image.fromarray(self.images[i]).convert("RGB")
+        return self.transform(img), self.targets[i]
+
+
+class _NoArrays(_Arrays):
+    """The same samples with the array out of sight: the cache reads every image through PIL."""
+
+    def __init__(self, images, transform):
+        super().__init__(images, transform)
+        self.pixels = self.__dict__.pop("images")
+
+    def __getitem__(self, i):
+        return self.transform(Image.fromarray(self.pixels[i]).convert("RGB")), self.targets[i]
+
+
+@pytest.mark.parametrize("shape", [(9, 12, 10, 3), (9, 12, 10)], ids=["rgb", "grey"])
+def test_array_datasets_are_cached_as_their_images_read_through_pil(shape, monkeypatch):
+    from efficienttrain_ext.data import device_cache
+    from efficienttrain_ext.data.build import Datasets
+    from torch.utils.data import Subset
+
+    reads = []
+    real = device_cache.read_images
+    monkeypatch.setattr(device_cache, "read_images", lambda ds, **kw: reads.append(kw.get("what")) or real(ds, **kw))
+
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    tt, et = train_transform(8), T.Compose([T.CenterCrop(8), T.PILToTensor()])
+
+    def sets(cls):
+        return Datasets(Subset(cls(images, tt), [4, 1, 7]), cls(images, et), 9, [str(i) for i in range(9)],
+                        (0.5,) * 3, (0.5,) * 3)
+
+    fast, slow = (cache_datasets(sets(c), torch.device("cpu")) for c in (_Arrays, _NoArrays))
+    assert reads == ["validation set", None, "validation set"]  # the array set's training images: no PIL
+    assert fast.train.images.shape == (3, 3, 12, 10) and fast.train.targets.tolist() == [4, 1, 7]
+    assert torch.equal(fast.train.images, slow.train.images) and torch.equal(fast.train.targets, slow.train.targets)
+    assert torch.equal(fast.val.images, slow.val.images)

@@ -150,6 +150,29 @@ def read_images(dataset: Dataset, *, workers: int = 0, max_bytes: int | None = N
     return out, targets, bad
 
 
+def _stored_arrays(dataset: Dataset, max_bytes: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The images and labels of a dataset held as one uint8 array (``images`` [N, H, W, 3] RGB, or [N, H, W] grey
+    made RGB as ``PIL.convert`` does; ``targets``), under its Subsets, without a per-image round trip through PIL;
+    None for any other dataset."""
+    base, indices = _base_and_indices(dataset)
+    images, targets = getattr(base, "images", None), getattr(base, "targets", None)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or targets is None \
+            or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
+        return None
+    if indices is None:
+        indices = np.arange(len(images))
+    per_image = int(np.prod(images.shape[1:3])) * 3
+    if len(indices) * (per_image + 8) > max_bytes:
+        raise DataError(f"data.device_cache: the training set ({len(indices)} images of {images.shape[1:3]}) needs "
+                        f"{len(indices) * (per_image + 8) / _GIB:.2f} GiB on the device, more than the limit of "
+                        f"{max_bytes / _GIB:.2f} GiB (data.cache_max_gib, and on CUDA half the free memory); use "
+                        "data.train_subset or data.device_cache=false")
+    x = torch.from_numpy(np.ascontiguousarray(images[indices]))
+    x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    y = torch.as_tensor(np.asarray(targets, dtype=np.int64)[indices])
+    return x.contiguous(), y
+
+
 def _memory_cap(device: torch.device, cap_gib: float) -> int:
     cap = int(cap_gib * _GIB)
     if device.type == "cuda":
@@ -173,8 +196,12 @@ def cache_datasets(data: Datasets, device: torch.device, *, cache_size: int | No
         raw = [T.Resize(cache_size, interpolation=INTERPOLATIONS[crop.interpolation], antialias=True),
                T.CenterCrop(cache_size)]
     cap = _memory_cap(device, max_gib)
-    x, y, bad = read_images(_with_transform(data.train, T.Compose([*raw, T.PILToTensor()])), workers=workers,
-                            max_bytes=cap)
+    arrays = _stored_arrays(data.train, cap) if cache_size is None else None
+    if arrays is not None:  # CIFAR-10, Fashion-MNIST: already decoded
+        (x, y), bad = arrays, {}
+    else:
+        x, y, bad = read_images(_with_transform(data.train, T.Compose([*raw, T.PILToTensor()])), workers=workers,
+                                max_bytes=cap)
     train = DeviceImages(x.to(device), y.to(device), crop, bad)
     vx, vy, vbad = read_images(data.val, workers=workers, max_bytes=cap, what="validation set",
                                extra_bytes=train.nbytes)
