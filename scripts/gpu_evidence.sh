@@ -96,7 +96,8 @@ if ! "$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1
   exit 1
 fi
 if [ ! -f configs/cifar10_evidence.yaml ]; then
-  echo "configs/cifar10_evidence.yaml is missing (the CIFAR-10 presets of issue 25): stopping" | tee -a "$out/summary.txt"
+  echo "configs/cifar10_evidence.yaml is missing (the CIFAR-10 presets of issue 25): stopping" |
+    tee -a "$out/summary.txt"
   exit 1
 fi
 if [ ! -f "$CIFAR" ]; then
@@ -106,7 +107,9 @@ if [ ! -f "$CIFAR" ]; then
 fi
 echo "$CIFAR_SHA256  $CIFAR" | sha256sum -c --quiet - || echo "warning: $CIFAR is not the archive of issue 25"
 
-has_cuda_ops() { "$py" -c 'import sys, efficienttrain_ext as et; sys.exit(0 if et.built_with_cuda() else 1)' 2>/dev/null; }
+has_cuda_ops() {
+  "$py" -c 'import sys, efficienttrain_ext as et; sys.exit(0 if et.built_with_cuda() else 1)' 2>/dev/null
+}
 if ! has_cuda_ops; then  # no carried CUDA build: build one (this costs most of the budget)
   export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
   step build 300 build.log "$py" setup.py build_ext --inplace
@@ -132,7 +135,8 @@ done
 {
   echo "## GPU evidence: CIFAR-10 on the device-resident data path"
   echo
-  echo "Command: \`EPOCHS=$EPOCHS SEEDS=$SEEDS BATCH=$BATCH BUDGET_S=$BUDGET_S GRIDS=\"$GRIDS\" bash scripts/gpu_evidence.sh\`"
+  echo "Command: \`EPOCHS=$EPOCHS SEEDS=$SEEDS BATCH=$BATCH BUDGET_S=$BUDGET_S GRIDS=\"$GRIDS\"" \
+    "bash scripts/gpu_evidence.sh\`"
   echo "(per grid: \`etrain compare\` with $CURRICULA; ${common[*]})"
   echo
   echo '```'

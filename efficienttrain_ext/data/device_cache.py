@@ -127,9 +127,10 @@ def read_images(dataset: Dataset, *, workers: int = 0, max_bytes: int | None = N
             if out is None:
                 need = n * img.numel() + 8 * n
                 if max_bytes is not None and need + extra_bytes > max_bytes:
+                    taken = f" (with {extra_bytes / _GIB:.2f} GiB already cached)" if extra_bytes else ""
                     raise DataError(
                         f"data.device_cache: the {what} ({n} images of {tuple(img.shape)}) needs "
-                        f"{need / _GIB:.2f} GiB on the device{f' (with {extra_bytes / _GIB:.2f} GiB already cached)' if extra_bytes else ''}, "
+                        f"{need / _GIB:.2f} GiB on the device{taken}, "
                         f"more than the limit of {max_bytes / _GIB:.2f} GiB (data.cache_max_gib, and on CUDA half "
                         "the free memory); use a smaller data.cache_size, data.train_subset, or "
                         "data.device_cache=false")

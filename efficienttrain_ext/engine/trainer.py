@@ -250,8 +250,9 @@ class Trainer:
         """The training loader for a per-process batch size (one per distinct stage batch, built once)."""
         if batch not in self._loaders:
             d = self.cfg.data
-            loader = LOADERS["device" if d.device_cache else d.loader](self.data.train, batch, self.info, workers=d.workers, seed=self.cfg.train.seed,
-                                       pin_memory=self.device.type == "cuda", **d.loader_options())
+            kind = "device" if d.device_cache else d.loader  # device: batches made from the cached images
+            loader = LOADERS[kind](self.data.train, batch, self.info, workers=d.workers, seed=self.cfg.train.seed,
+                                   pin_memory=self.device.type == "cuda", **d.loader_options())
             expected = steps_per_epoch(len(self.data.train), batch, self.info.world)
             if len(loader) != expected:  # the plan's learning-rate and magnitude positions assume these steps
                 raise TrainError(f"data.loader={d.loader} gives {len(loader)} batches of {batch} per epoch, the "
