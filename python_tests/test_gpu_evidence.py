@@ -52,11 +52,11 @@ def test_script_parses_and_its_commands_are_valid_configurations(tmp_path):
     assert bad.returncode == 2 and "unknown grid resnet50" in bad.stderr
 
 
-def _write_run(d, stages, rows, predicted):
+def _write_run(d, stages, rows, predicted, baseline_epochs=3):
     os.makedirs(d)
     with open(os.path.join(d, "schedule.json"), "w") as f:
         json.dump({"epochs": len(rows) if rows else 0, "final_size": 32, "stages": stages,
-                   "predicted_cost": predicted}, f)
+                   "predicted_cost": predicted, "baseline_epochs": baseline_epochs}, f)
     with open(os.path.join(d, "metrics.jsonl"), "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
@@ -76,14 +76,20 @@ def test_report_tables_on_run_folders(tmp_path):
     _write_run(runs / "resnet18" / "efficienttrain" / "seed0",
                [{"size": 16, "relative_flops": 0.25}, {"size": 32, "relative_flops": 1.0}],
                [_row(1, 0, 16, 3.0, 40.0), _row(2, 0, 16, 1.0, 55.0), _row(3, 1, 32, 2.5, 68.0)], 0.5)
+    # the baseline cut to 2 epochs: its own prediction is 1.0 (of its 2 epochs), 2/3 of the grid's baseline
+    _write_run(runs / "resnet18" / "none@cost=efficienttrain" / "seed0", [{"size": 32, "relative_flops": 1.0}],
+               [_row(1, 0, 32, 5.0, 50.0), _row(2, 0, 32, 2.0, 60.0)], 1.0, baseline_epochs=2)
     mod = _report_module()
     found = mod.collect_runs([str(runs)])
-    assert [(r["grid"], r["curriculum"], r["seed"]) for r in found] == [("resnet18", "none", 0),
-                                                                         ("resnet18", "efficienttrain", 0)]
+    assert [(r["grid"], r["curriculum"], r["seed"]) for r in found] == [
+        ("resnet18", "none", 0), ("resnet18", "efficienttrain", 0), ("resnet18", "none@cost=efficienttrain", 0)]
     by_run = {r["curriculum"]: r for r in mod.run_rows(found)}
     assert by_run["none"]["train_time"] == 9.0 and by_run["none"]["measured_cost"] == 1.0
     assert by_run["efficienttrain"]["measured_cost"] == pytest.approx(6.5 / 9.0)
     assert by_run["efficienttrain"]["epochs"] == "3/3" and by_run["efficienttrain"]["top1"] == 68.0
+    assert by_run["efficienttrain"]["predicted_cost"] == 0.5
+    assert by_run["none@cost=efficienttrain"]["predicted_cost"] == pytest.approx(2 / 3)
+    assert by_run["none@cost=efficienttrain"]["measured_cost"] == pytest.approx(7 / 9)
     stages = {(s["curriculum"], s["stage"]): s for s in mod.stage_rows(found)}
     assert stages["none", 0]["img_s"] == pytest.approx(500.0) and stages["none", 0]["warm"]
     st = stages["efficienttrain", 0]

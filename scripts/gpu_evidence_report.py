@@ -5,8 +5,8 @@
 Reads every run below the given folders (an ``etrain compare`` output: ``<grid>/<curriculum>/seed<k>/`` with
 ``metrics.jsonl`` and ``schedule.json``; ``<grid>`` names the model) and writes two markdown tables:
 
-* runs: epochs done, final top-1 (and EMA), wall and training time, predicted cost (FLOPs, relative to the
-  baseline) and measured cost (training time relative to ``none`` of the same grid and seed);
+* runs: epochs done, final top-1 (and EMA), wall and training time, predicted cost (FLOPs) and measured cost
+  (training time), both relative to ``none`` of the same grid and seed;
 * stages: per stage of each run its size B, epochs, img/s, the measured speed-up (img/s over the reference
   img/s at the final size: the ``none`` run of the same grid and seed, else the run's own final-size stage), the
   predicted speed-up (1 / the stage's relative FLOPs per image) and their ratio (the issue's goal: >= 0.9, so the
@@ -116,10 +116,16 @@ def run_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         base = _baseline(runs, run)
         base_train = sum(r["train_time"] for r in base["rows"]) if base is not None else None
         planned = int(sched.get("epochs", len(rows)))
+        # a run's predicted cost is relative to its own baseline (baseline_epochs at the final size: fewer for
+        # none@cost=...); put it on the grid's, the none run's
+        predicted = sched.get("predicted_cost")
+        ours, theirs = sched.get("baseline_epochs"), base["schedule"].get("baseline_epochs") if base else None
+        if predicted is not None and ours and theirs:
+            predicted = predicted * ours / theirs
         out.append({"grid": run["grid"], "curriculum": run["curriculum"], "seed": run["seed"],
                     "epochs": f"{len(rows)}/{planned}", "finished": len(rows) == planned,
                     "top1": last.get("top1"), "ema_top1": last.get("ema_top1"), "wall_time": last.get("wall_time"),
-                    "train_time": train, "predicted_cost": sched.get("predicted_cost"),
+                    "train_time": train, "predicted_cost": predicted,
                     "measured_cost": train / base_train if base_train else None})
     return out
 
