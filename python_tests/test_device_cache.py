@@ -257,6 +257,7 @@ def test_cached_validation_set_equals_the_torch_loaders(tmp_path):
     for k in range(3):
         x, y, _ = ds.val[k]
         assert torch.equal(cached.val.images[k], x) and cached.val.targets[k] == y
+        assert torch.equal(cached.val[k][0], x) and cached.val[k][1] == y  # indexable like the dataset
     raw = torch.from_numpy(np.array(Image.open(ds.train.samples[0][0]).convert("RGB"))).permute(2, 0, 1)
     assert torch.equal(cached.train.images[0], raw)  # training images are stored as decoded
 

@@ -67,6 +67,10 @@ class DeviceImages:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int]:
+        """Sample ``i`` as a dataset gives it (e.g. for ``etrain mae``'s figure): image (None if unreadable), label."""
+        return (None if i in self.bad else self.images[i]), int(self.targets[i])
+
     @property
     def nbytes(self) -> int:
         return self.images.numel() + 8 * self.targets.numel()
