@@ -331,3 +331,21 @@ def test_array_datasets_are_cached_as_their_images_read_through_pil(shape, monke
     assert fast.train.images.shape == (3, 3, 12, 10) and fast.train.targets.tolist() == [4, 1, 7]
     assert torch.equal(fast.train.images, slow.train.images) and torch.equal(fast.train.targets, slow.train.targets)
     assert torch.equal(fast.val.images, slow.val.images)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_loader_equals_the_cpu_loader_and_never_waits_for_the_device():
+    cpu = _cache(40, size=16, hw=(24, 20))
+    gpu = DeviceImages(cpu.images.cuda(), cpu.targets.cuda(), cpu.crop)
+    ref, dev = DeviceEpochLoader(cpu, 8, DistInfo(), seed=3), DeviceEpochLoader(gpu, 8, DistInfo(), seed=3)
+    ref.set_epoch(1)
+    dev.set_epoch(1)
+    torch.cuda.set_sync_debug_mode("error")  # any host sync in the loader raises
+    try:
+        out = [(x, y) for x, y, _ in dev]
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert len(out) == len(ref) == 5
+    for (xa, ya, _), (xb, yb) in zip(ref, out):
+        assert xb.is_cuda and torch.equal(ya, yb.cpu())
+        assert (xa.int() - xb.cpu().int()).abs().max() <= 1  # same boxes and flips; float rounding only

@@ -120,6 +120,9 @@ if ! has_cuda_ops; then  # no carried CUDA build: build one (this costs most of 
   fi
 fi
 
+# the device path's own CUDA checks first (equal to the CPU path, no host sync), then the grids
+step "device cache CUDA tests" 90 tests_device_cache.log "$py" -m pytest -q -p no:cacheprovider -k cuda \
+  python_tests/test_device_cache.py
 t_start=$SECONDS
 for g in $GRIDS; do
   left=$((BUDGET_S - (SECONDS - t_start)))
