@@ -9,7 +9,9 @@ epoch's iterable only, so nothing of the next epoch is read before the epoch-end
 replay buffer's order is untouched (the prefetcher sees its output).
 
 Stream ordering on CUDA: the side stream first waits for the work already queued on the current stream (the batch
-path's constants were made there); each prepared item's event is recorded on the side stream and waited for by the
+path's constants were made there); each item is read from the iterable on the side stream too (a loader that makes
+its batches on the device, ``data.device_cache``, queues that work there, before the item's preparation); each
+prepared item's event is recorded on the side stream and waited for by the
 current stream before the item is handed out, and each of its tensors is marked with ``record_stream`` so the caching
 allocator does not give its memory back to the side stream while the step still reads it.
 """
