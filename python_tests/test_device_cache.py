@@ -328,6 +328,8 @@ def test_array_datasets_are_cached_as_their_images_read_through_pil(shape, monke
 
     fast, slow = (cache_datasets(sets(c), torch.device("cpu")) for c in (_Arrays, _NoArrays))
     assert reads == ["validation set", None, "validation set"]  # the array set's training images: no PIL
+    with pytest.raises(DataError, match="needs .* GiB on the device.*cache_max_gib"):
+        cache_datasets(sets(_Arrays), torch.device("cpu"), max_gib=1000 / 2**30)  # 3 x 3 x 12 x 10 + labels > 1000 B
     assert fast.train.images.shape == (3, 3, 12, 10) and fast.train.targets.tolist() == [4, 1, 7]
     assert torch.equal(fast.train.images, slow.train.images) and torch.equal(fast.train.targets, slow.train.targets)
     assert torch.equal(fast.val.images, slow.val.images)

@@ -104,6 +104,17 @@ def _collate_list(batch):
     return batch
 
 
+def _check_room(what: str, n: int, shape: tuple, need: int, max_bytes: int | None, taken: int = 0) -> None:
+    """A DataError when ``need`` bytes (with ``taken`` already cached) exceed ``max_bytes`` (the memory rule)."""
+    if max_bytes is None or need + taken <= max_bytes:
+        return
+    already = f" (with {taken / _GIB:.2f} GiB already cached)" if taken else ""
+    raise DataError(f"data.device_cache: the {what} ({n} images of {tuple(shape)}) needs {need / _GIB:.2f} GiB on the "
+                    f"device{already}, more than the limit of {max_bytes / _GIB:.2f} GiB (data.cache_max_gib, and on "
+                    "CUDA half the free memory); use a smaller data.cache_size, data.train_subset, or "
+                    "data.device_cache=false")
+
+
 def read_images(dataset: Dataset, *, workers: int = 0, max_bytes: int | None = None, what: str = "training set",
                 extra_bytes: int = 0) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
     """Every sample of ``dataset`` (whose transform gives uint8 CHW tensors) as one uint8 ``[N, C, H, W]`` CPU
@@ -129,15 +140,7 @@ def read_images(dataset: Dataset, *, workers: int = 0, max_bytes: int | None = N
                 got = f"{img.dtype} {tuple(img.shape)}" if isinstance(img, torch.Tensor) else type(img).__name__
                 raise DataError(f"data.device_cache: the {what} gives {got} images, not uint8 [C, H, W]")
             if out is None:
-                need = n * img.numel() + 8 * n
-                if max_bytes is not None and need + extra_bytes > max_bytes:
-                    taken = f" (with {extra_bytes / _GIB:.2f} GiB already cached)" if extra_bytes else ""
-                    raise DataError(
-                        f"data.device_cache: the {what} ({n} images of {tuple(img.shape)}) needs "
-                        f"{need / _GIB:.2f} GiB on the device{taken}, "
-                        f"more than the limit of {max_bytes / _GIB:.2f} GiB (data.cache_max_gib, and on CUDA half "
-                        "the free memory); use a smaller data.cache_size, data.train_subset, or "
-                        "data.device_cache=false")
+                _check_room(what, n, img.shape, n * (img.numel() + 8), max_bytes, extra_bytes)
                 out = torch.empty((n, *img.shape), dtype=torch.uint8)
             elif img.shape != out.shape[1:]:
                 raise DataError(
@@ -166,12 +169,8 @@ def _stored_arrays(dataset: Dataset, max_bytes: int) -> tuple[torch.Tensor, torc
         return None
     if indices is None:
         indices = np.arange(len(images))
-    per_image = int(np.prod(images.shape[1:3])) * 3
-    if len(indices) * (per_image + 8) > max_bytes:
-        raise DataError(f"data.device_cache: the training set ({len(indices)} images of {images.shape[1:3]}) needs "
-                        f"{len(indices) * (per_image + 8) / _GIB:.2f} GiB on the device, more than the limit of "
-                        f"{max_bytes / _GIB:.2f} GiB (data.cache_max_gib, and on CUDA half the free memory); use "
-                        "data.train_subset or data.device_cache=false")
+    _check_room("training set", len(indices), (3, *images.shape[1:3]),
+                len(indices) * (3 * images.shape[1] * images.shape[2] + 8), max_bytes)
     x = torch.from_numpy(np.ascontiguousarray(images[indices]))
     x = x.unsqueeze(1).expand(-1, 3, -1, -1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
     y = torch.as_tensor(np.asarray(targets, dtype=np.int64)[indices])
@@ -191,11 +190,11 @@ def cache_datasets(data: Datasets, device: torch.device, *, cache_size: int | No
     """``data`` with its training and validation sets decoded onto ``device`` as :class:`DeviceImages` (module
     docstring). The training set's own transform must be the training crop (it says how to crop on the device)."""
     base, _ = _base_and_indices(data.train)
-    crop = getattr(base, "transform", None)
-    if not isinstance(crop, TrainTransform):
-        raise DataError(f"data.device_cache: the training set's transform is {type(crop).__name__}, not the "
+    tf = getattr(base, "transform", None)
+    if not isinstance(tf, TrainTransform):
+        raise DataError(f"data.device_cache: the training set's transform is {type(tf).__name__}, not the "
                         "training crop (data.transforms.train_transform): the device cannot tell how to crop")
-    crop = crop.crop
+    crop = tf.crop
     raw: list = []
     if cache_size is not None:
         raw = [T.Resize(cache_size, interpolation=INTERPOLATIONS[crop.interpolation], antialias=True),
