@@ -335,6 +335,20 @@ class TrainConfig(_Section):
     # CPU it only changes the order of random draws); on: also on the CPU (tests)
     prefetch: Annotated[Literal["auto", "off", "on"], BeforeValidator(_yaml_off)] = "auto"
     channels_last: bool = False  # NHWC memory format for model and inputs (CNNs on CUDA: tensor-core convolutions)
+    # auto: a process group when torchrun starts several ranks; always: one even for a single process (one GPU then
+    # runs every collective and DDP of a multi-GPU run)
+    distributed: Literal["auto", "always"] = "auto"
+    # the process group's backend: auto (nccl on GPUs, gloo on the CPU) or any init_process_group string, e.g. gloo,
+    # "cuda:gloo" (a CUDA-only default group like NCCL's, for tests), "cpu:gloo,cuda:nccl"
+    dist_backend: str = "auto"
+
+    @field_validator("dist_backend")
+    @classmethod
+    def _dist_backend(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|nccl|gloo|mpi|ucc|((cpu|cuda|xpu):\w+)(,(cpu|cuda|xpu):\w+)*", v):
+            raise ValueError(f"must be auto, a backend name (nccl, gloo) or device:backend pairs such as "
+                             f"'cpu:gloo,cuda:nccl', got {v!r}")
+        return v
 
     @field_validator("accum_steps")
     @classmethod
@@ -420,7 +434,7 @@ OPERATIONAL_KEYS = {
     ("train", "device"), ("train", "output"), ("train", "name"),
     ("train", "progress"), ("train", "tensorboard"), ("train", "threads"), ("train", "log_interval"),
     ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("train", "prefetch"),
-    ("optim", "fused"),
+    ("optim", "fused"), ("train", "distributed"), ("train", "dist_backend"),
 }
 
 # keys added with a default that is not what older runs did: an older checkpoint's configuration gets the old

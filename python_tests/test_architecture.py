@@ -221,3 +221,60 @@ def test_readme_layout_table_matches_the_tree():
         is_dir = os.path.isdir(os.path.join(PKG_DIR, part))
         shown = f"efficienttrain_ext/{part}/" if is_dir else f"efficienttrain_ext/{part}.py"
         assert shown in table, f"README layout table does not list {shown}"
+
+
+# torch.distributed's collectives (and DDP, which runs them): only engine/collectives.py calls them, each on the group
+# whose backend takes the tensor's device (issue: an epoch-end all-reduce of a CPU tensor over NCCL's default group)
+COLLECTIVE_CALLS = {"all_reduce", "all_gather", "all_gather_object", "all_gather_into_tensor", "broadcast",
+                    "broadcast_object_list", "barrier", "monitored_barrier", "reduce", "reduce_scatter",
+                    "reduce_scatter_tensor", "all_to_all", "all_to_all_single", "gather", "gather_object", "scatter",
+                    "scatter_object_list", "send", "recv", "isend", "irecv", "new_group", "DistributedDataParallel"}
+COLLECTIVES_MODULE = "efficienttrain_ext.engine.collectives"
+
+
+def _distributed_aliases(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """Names bound to torch.distributed (``import torch.distributed as dist``) and collective functions imported
+    from it by name (``from torch.distributed import all_reduce``)."""
+    modules, functions = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == "torch.distributed" and a.asname:
+                    modules.add(a.asname)
+        elif isinstance(node, ast.ImportFrom) and ((node.module or "").startswith("torch.distributed")
+                                                   or node.module in ("torch", "torch.nn.parallel")):
+            functions |= {a.asname or a.name for a in node.names if a.name in COLLECTIVE_CALLS}
+            modules |= {a.asname or a.name for a in node.names if a.name == "distributed"}
+    return modules, functions
+
+
+def _collective_calls(path: str) -> list[str]:
+    tree = ast.parse(open(path).read(), path)
+    modules, functions = _distributed_aliases(tree)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name) and f.id in functions:
+            found.append(f"{node.lineno}: {f.id}()")
+        elif isinstance(f, ast.Attribute) and f.attr in COLLECTIVE_CALLS:
+            owner = ast.unparse(f.value)
+            if owner in modules or owner == "torch.distributed" or owner.endswith(".distributed"):
+                found.append(f"{node.lineno}: {owner}.{f.attr}()")
+    return found
+
+
+def test_only_the_collectives_module_calls_torch_distributed_collectives():
+    bad = [f"{m}:{call}" for m in MODULES if m != COLLECTIVES_MODULE for call in _collective_calls(MODULES[m])]
+    assert not bad, "call these through engine/collectives.py (Collectives):\n" + "\n".join(bad)
+    assert _collective_calls(MODULES[COLLECTIVES_MODULE])  # the check sees real calls
+
+
+def test_the_collective_check_finds_each_spelling(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("import torch\nimport torch.distributed as dist\nfrom torch.distributed import all_gather_object"
+                   " as ago\nfrom torch.nn.parallel import DistributedDataParallel\nfrom torch import distributed\n"
+                   "dist.all_reduce(x)\ntorch.distributed.barrier()\nago(o, x)\nDistributedDataParallel(m)\n"
+                   "distributed.broadcast(x, 0)\ndist.get_rank()\n")
+    assert [c.split(":")[0] for c in _collective_calls(str(src))] == ["6", "7", "8", "9", "10"]

@@ -24,8 +24,7 @@ from torchvision import transforms as T
 from efficienttrain_ext import cli
 from efficienttrain_ext.config import load_config
 from efficienttrain_ext.data import build_datasets
-from efficienttrain_ext.data.device_cache import (DeviceEpochLoader, DeviceImages, DeviceValLoader, cache_datasets,
-                                                  epoch_order)
+from efficienttrain_ext.data.device_cache import DeviceEpochLoader, DeviceImages, DeviceValLoader, cache_datasets
 from efficienttrain_ext.data.device_crop import draw_crop_params, resized_crop
 from efficienttrain_ext.data.transforms import INTERPOLATIONS, train_transform
 from efficienttrain_ext.engine.distributed import DistInfo
@@ -138,16 +137,17 @@ def test_fallback_is_torchvisions_centre_crop():
 
 
 class _Indexed(Dataset):
-    """Sample k: a 1x1 image, label k (so the loaders' labels show their order)."""
+    """Sample k: a 1x1 image, label k (so the loaders' labels show their order); the samples in ``bad`` cannot be
+    read (as SafeImageFolder returns them)."""
 
-    def __init__(self, n):
-        self.n = n
+    def __init__(self, n, bad=()):
+        self.n, self.bad = n, set(bad)
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, k):
-        return torch.zeros(3, 1, 1, dtype=torch.uint8), k, str(k)
+        return (None if k in self.bad else torch.zeros(3, 1, 1, dtype=torch.uint8)), k, f"/x/{k}.jpg"
 
 
 def _cache(n, size=8, hw=(10, 12)):
@@ -156,7 +156,7 @@ def _cache(n, size=8, hw=(10, 12)):
     return DeviceImages(imgs, torch.arange(n), train_transform(size).crop)
 
 
-@pytest.mark.parametrize("world", [1, 2])
+@pytest.mark.parametrize("world", [1, 2, 3])
 def test_loader_order_is_the_torch_loaders_and_resumes(world):
     n, batch, seed = 37, 5, 7
     for rank in range(world):
@@ -176,7 +176,17 @@ def test_loader_order_is_the_torch_loaders_and_resumes(world):
         assert all(torch.equal(a[0], b[0]) for a, b in zip(again, dev))
         again.set_epoch(3)
         assert not all(torch.equal(a[0], b[0]) for a, b in zip(again, dev))
-    assert torch.equal(epoch_order(n, seed, 2, 0, 1, False).sort().values, torch.arange(n))
+
+
+def test_a_global_batch_gets_the_same_crops_on_any_number_of_ranks():
+    # elastic resume: 1 rank x batch 8 and 2 ranks x batch 4 train on the same global batches, cropped alike
+    data = _cache(32)
+    one = DeviceEpochLoader(data, 8, DistInfo(), seed=2)
+    two = [DeviceEpochLoader(data, 4, DistInfo(rank=r, world=2), seed=2) for r in (0, 1)]
+    for ld in (one, *two):
+        ld.set_epoch(3)
+    for big, a, b in zip(one, *two):
+        assert torch.equal(big[0], torch.cat([a[0], b[0]])) and torch.equal(big[1], torch.cat([a[1], b[1]]))
 
 
 def test_loader_batches_are_the_crops_of_their_rows():
@@ -192,16 +202,23 @@ def test_loader_batches_are_the_crops_of_their_rows():
     assert 0.3 < flips.float().mean() < 0.7  # hflip 0.5
 
 
-def test_unreadable_images_are_dropped_and_reported():
+def test_unreadable_images_are_replaced_and_reported_like_the_torch_loaders():
     data = _cache(12)
+    data.bad = {3: "/x/3.jpg", 7: "/x/7.jpg", 8: "/x/8.jpg", 11: "/x/11.jpg"}  # 7, 8: a run; 11 wraps to 0
+    for world in (1, 2):
+        for rank in range(world):
+            info = DistInfo(rank=rank, world=world)
+            ld = DeviceEpochLoader(data, 3, info, seed=0)
+            ref = TorchEpochLoader(_Indexed(12, data.bad), 3, info, workers=0, seed=0, pin_memory=False)
+            for epoch in (0, 1):
+                ld.set_epoch(epoch)
+                ref.set_epoch(epoch)
+                got = list(ld)
+                assert [(y.tolist(), names) for _, y, names in got] == \
+                    [(y.tolist(), names) for _, y, names in ref]
+                assert all(x.shape[0] == 3 for x, _, _ in got)  # batches keep their size
+    assert data.replacement.tolist() == [0, 1, 2, 4, 4, 5, 6, 9, 9, 9, 10, 0]
     data.bad = {3: "/x/3.jpg", 7: "/x/7.jpg"}
-    ld = DeviceEpochLoader(data, 4, DistInfo(), seed=0)
-    seen, names = [], []
-    for x, y, bad in ld:
-        assert x.shape[0] == y.shape[0] == 4 - len(bad)
-        seen += y.tolist()
-        names += bad
-    assert sorted(names) == ["/x/3.jpg", "/x/7.jpg"] and sorted(seen) == [i for i in range(12) if i not in (3, 7)]
     val = DeviceValLoader(DeviceImages(data.images, data.targets, None, {3: "/x/3.jpg"}), 5, DistInfo())
     got = list(val)
     assert [b[2] for b in got] == [["/x/3.jpg"], [], []]

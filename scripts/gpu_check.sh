@@ -9,11 +9,14 @@
 # failed. OUT_DIR gets three files: summary.txt (one line per step: status and seconds), gpu_results.tgz (all
 # logs, JSON and CSV results) and versions.txt. Exit status: non-zero when any step failed.
 #   1. versions (pip show pillow timm torch triton, nvidia-smi) and the build
-#   2. the Triton/cuBLAS crop tests (CUDA vs CPU, capture, streams, compile)
-#   3. bench_gpu: crop per backend and precision vs torch.fft and copy bandwidth, triton tile sweep
-#   4. one training epoch under torch.cuda.set_sync_debug_mode("error") (scripts/sync_debug_epoch.py)
-#   5. scripts/bench_step.py (img/s per stage size and mode) when present
-#   6. the CUDA cases of the op suites; 7. bench_gpu --augment; 8. the loader benchmark
+#   2. one `etrain train` epoch with evaluation and a checkpoint under torchrun with NCCL (train.distributed=always:
+#      every collective and DDP of a multi-GPU run, on one GPU)
+#   3. the CUDA cases of the op suites; 4. the Triton/cuBLAS crop tests (CUDA vs CPU, capture, streams, compile)
+#   5. bench_gpu: crop per backend and precision vs torch.fft and copy bandwidth, triton tile sweep;
+#      bench_gpu --augment
+#   6. one training epoch under torch.cuda.set_sync_debug_mode("error") (scripts/sync_debug_epoch.py)
+#   7. scripts/bench_step.py (img/s per stage size and mode); 8. the loader benchmark
+#   9. scripts/gpu_evidence.sh (the CIFAR-10 GPU grid) when present and ETRAIN_GPU_EVIDENCE=1
 # A machine without a package registry: run `bash scripts/gpu_wheels.sh` where pip works and bring .whl/ along; the
 # script installs those wheels (pydantic) into a temporary folder when the interpreter lacks them.
 set -uo pipefail
@@ -74,25 +77,36 @@ fi
 pytest=("$py" -m pytest -q -p no:cacheprovider -ra --continue-on-collection-errors)
 "$py" -c "import pytest_benchmark" 2>/dev/null && pytest+=(--benchmark-disable)
 
+# A few hundred real photos as an ImageFolder (scikit-image's samples) for the NCCL epoch and the loader benchmark.
+photos=/tmp/etrain_photos
+step "photo folder" 60 photos.log "$py" scripts/make_photo_folder.py "$photos" --per-class 48 --val-per-class 4
+# torchrun, one process, NCCL: the epoch-end statistics, evaluation sums, file union, checkpoint RNG gather and
+# barriers of engine/collectives.py, and DDP, as a multi-GPU run has them
+step "NCCL epoch" "${ETRAIN_T_NCCL:-120}" nccl_epoch.log bash -c '"$0" -m torch.distributed.run --standalone \
+  --nproc_per_node 1 -m efficienttrain_ext train --dataset imagefolder --data-root "$1" --model resnet10t \
+  --curriculum efficienttrain --epochs 2 --final-size 64 --batch-size 16 --workers 4 --device cuda \
+  --set train.distributed=always --set train.compile=off --set train.progress=false --output "$2" --name nccl &&
+  "$0" -c "import sys, json, torch; from efficienttrain_ext.engine.checkpoint import load
+rows = [json.loads(l) for l in open(sys.argv[1] + \"/metrics.jsonl\")]; ck = load(sys.argv[1])
+assert len(rows) == 2 and ck[\"epoch\"] == 2 and ck[\"world_size\"] == 1, (rows, ck[\"epoch\"])
+print(\"NCCL epoch ok:\", [(r[\"size\"], r[\"train_images\"], r[\"top1\"]) for r in rows])" "$2/nccl"' \
+  "$py" "$photos" "$logs/runs"
+step "op suites, CUDA cases" "${ETRAIN_T_OPS:-120}" tests_ops.log "${pytest[@]}" --maxfail=20 -k cuda \
+  python_tests/test_lowfreq_ops.py python_tests/test_augment_ops.py
 step "triton crop tests" "${ETRAIN_T_TRITON:-120}" tests_triton.log "${pytest[@]}" python_tests/test_lowfreq_triton.py
 step "bench lowfreq" "${ETRAIN_T_BENCH:-100}" bench_gpu.md "$py" scripts/bench_gpu.py --profile --sweep \
   --json "$logs/bench_gpu.json"
-
-# A few hundred real photos as an ImageFolder (scikit-image's samples) for the loader benchmark.
-photos=/tmp/etrain_photos
-step "photo folder" 60 photos.log "$py" scripts/make_photo_folder.py "$photos" --per-class 48 --val-per-class 4
+step "bench augment" 60 bench_gpu_augment.md "$py" scripts/bench_gpu.py --augment --json "$logs/bench_augment.json"
 step "sync debug epoch" "${ETRAIN_T_SYNC:-90}" sync_debug_epoch.log "$py" scripts/sync_debug_epoch.py --device cuda \
   --steps 12
-if [ -f scripts/bench_step.py ]; then
-  step "bench step" "${ETRAIN_T_STEP:-170}" bench_step.log "$py" scripts/bench_step.py --device cuda \
-    --models resnet50,deit_small --modes eager,channels_last,compile --batch 128 --steps 15 --budget-s 140 \
-    --out "$logs/bench_step"
-fi
-step "op suites, CUDA cases" "${ETRAIN_T_OPS:-120}" tests_ops.log "${pytest[@]}" --maxfail=20 -k cuda \
-  python_tests/test_lowfreq_ops.py python_tests/test_augment_ops.py
-step "bench augment" 60 bench_gpu_augment.md "$py" scripts/bench_gpu.py --augment --json "$logs/bench_augment.json"
+step "bench step" "${ETRAIN_T_STEP:-170}" bench_step.log "$py" scripts/bench_step.py --device cuda \
+  --models resnet50,deit_small --modes eager,channels_last,compile --batch 128 --steps 15 --budget-s 140 \
+  --out "$logs/bench_step"
 step "bench loader" 60 bench_loader.log "$py" scripts/bench_loader.py --root "$photos" --devices cpu --workers 8,16 --images 640 \
   --batch 160 --model resnet50 --model-device cuda --model-batch 160 --out "$logs/bench_loader_gpu"
+if [ "${ETRAIN_GPU_EVIDENCE:-0}" = 1 ] && [ -f scripts/gpu_evidence.sh ]; then
+  step "gpu evidence" "${ETRAIN_T_EVIDENCE:-360}" gpu_evidence.log bash scripts/gpu_evidence.sh "$logs/evidence"
+fi
 
 echo "=== summary"
 cat "$out/summary.txt"

@@ -12,14 +12,14 @@ alike; DALI draws the area uniformly in ``scale`` and the aspect ratio log-unifo
 attempts, like torchvision. Images leave on the training GPU (``mixed``) or on the CPU (``cpu``); the device-side
 path after the loader (RandAugment, low-frequency crop, mixup) is the same for both loaders.
 
-Order and DDP shards: a ``DistributedSampler`` (``drop_last=True``, seeded with the run's seed, ``set_epoch``)
-gives each rank its disjoint part of a global per-epoch permutation; under DDP that is the torch loader's order,
-sample for sample. The last partial batch of a rank is dropped, so every rank runs
+Order and DDP shards: :class:`~.order.GlobalBatchSampler` (the torch loader's order, sample for sample: one global
+per-epoch permutation that every rank slices, the same for any number of ranks). Every rank runs
 ``steps_per_epoch(len(dataset), batch, world)`` batches.
 
-Unreadable images (skipped and reported, as the torch loader does): DALI's decoder stops the whole pipeline on a
-bad image, so (1) every image's bytes are checked before DALI sees them (:func:`~.encoded.readable`: JPEG/PNG
-markers, else PIL); one that fails is replaced by a tiny placeholder and its row dropped from the batch; (2) a
+Unreadable images (replaced and reported, as the torch loader does, :mod:`~.unreadable`): DALI's decoder stops the
+whole pipeline on a bad image, so (1) every image's bytes are checked before DALI sees them
+(:func:`~.encoded.readable`: JPEG/PNG markers, else PIL); one that fails is replaced by the next readable image of
+the dataset (its label too), so batches keep their size; (2) a
 decoder error that gets past the check ends the pipeline: the loader decodes the batches in flight with PIL
 (then, if PIL reads them all, with DALI one by one), marks the culprits and builds the pipeline again at the
 failed batch. Each rebuild must find a new bad image, so this ends; DALI itself raises rather than hangs.
@@ -33,19 +33,17 @@ trainer checkpoints at epoch ends; a mid-epoch start is not offered.
 
 from __future__ import annotations
 
-import io
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
 from typing import Iterator
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .encoded import EncodedView, encoded_view, looks_complete, pil_decodes
+from .order import GlobalBatchSampler
 
 __all__ = ["DaliEpochLoader", "dali_available", "decode_device"]
 
@@ -82,26 +80,19 @@ def decode_device(pref: str, on_cuda: bool) -> str:
     return pref
 
 
-@lru_cache(maxsize=1)
-def _placeholder() -> np.ndarray:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (128, 128, 128)).save(buf, "JPEG")
-    return np.frombuffer(buf.getvalue(), dtype=np.uint8)
-
-
 def _seed(seed: int, epoch: int, rank: int, start: int) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + rank * 101 + start * 7_919 + 17) % (2**31 - 1)
 
 
 class _EpochSource:
     """DALI's external source for one pipeline: batch ``start + iteration`` of ``order``, read by a few threads
-    ahead of DALI. Records which rows of each batch are unreadable (replaced by the placeholder)."""
+    ahead of DALI. Records, per batch, the samples it really holds (unreadable ones replaced) and what was replaced."""
 
     def __init__(self, loader: "DaliEpochLoader", order: np.ndarray, start: int):
         self.loader, self.order, self.start = loader, order, start
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="etrain-dali-read")
         self.pending: dict[int, Future] = {}
-        self.bad_rows: dict[int, list[int]] = {}
+        self.used: dict[int, tuple[np.ndarray, list[str]]] = {}  # batch -> (samples served, names replaced)
         self.served = start - 1  # the last batch handed to DALI
         self.lock = threading.Lock()
 
@@ -109,17 +100,22 @@ class _EpochSource:
         b = self.loader.batch
         return self.order[k * b:(k + 1) * b]
 
-    def _read(self, k: int) -> tuple[list[np.ndarray], list[int]]:
+    def _read(self, k: int) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
         ld = self.loader
-        data, bad = [], []
-        for pos, i in enumerate(self.rows(k).tolist()):
-            buf = None if i in ld.bad else ld.checked_bytes(i)
-            if buf is None:
-                bad.append(pos)
-                data.append(_placeholder())
+        rows, data, bad = self.rows(k).copy(), [], []
+        n = len(ld.view)
+        for pos, i in enumerate(rows.tolist()):
+            for step in range(n):  # the next readable sample replaces an unreadable one (data/unreadable.py)
+                j = (i + step) % n
+                buf = None if j in ld.bad else ld.checked_bytes(j)
+                if buf is not None:
+                    break
+                bad.append(ld.view.name(j))
             else:
-                data.append(np.frombuffer(buf, dtype=np.uint8))
-        return data, bad
+                raise DataError(f"none of the {n} training images can be read")
+            rows[pos] = j
+            data.append(np.frombuffer(buf, dtype=np.uint8))
+        return data, rows, bad
 
     def __call__(self, info) -> list[np.ndarray]:
         k = self.start + info.iteration
@@ -130,8 +126,8 @@ class _EpochSource:
                 if j not in self.pending:
                     self.pending[j] = self.pool.submit(self._read, j)
             fut = self.pending.pop(k)
-        data, bad = fut.result()
-        self.bad_rows[k] = bad
+        data, rows, bad = fut.result()
+        self.used[k] = (rows, bad)
         self.served = max(self.served, k)
         return data
 
@@ -153,9 +149,8 @@ class DaliEpochLoader:
         self.pin_memory = bool(pin_memory) and self.device == "cpu"  # CPU batches for a CUDA run: page-locked
         self.device_id = torch.cuda.current_device() if self.device == "mixed" else None
         self.threads = max(1, int(workers))
-        self.sampler = DistributedSampler(self.view, num_replicas=info.world, rank=info.rank, shuffle=True,
-                                          seed=seed, drop_last=True)
-        self.steps = len(self.sampler) // self.batch
+        self.sampler = GlobalBatchSampler(len(self.view), self.batch, info.world, info.rank, seed)
+        self.steps = len(self.sampler)
         self.epoch = 0
         self.bad: set[int] = set()  # view indices known to be unreadable
         self.verified: set[int] = set()  # failed the marker check but PIL reads them
@@ -172,7 +167,7 @@ class DaliEpochLoader:
     def order(self, epoch: int | None = None) -> np.ndarray:
         """This rank's sample order (view indices) in ``epoch`` (default: the current one)."""
         self.sampler.set_epoch(self.epoch if epoch is None else epoch)
-        return np.fromiter(iter(self.sampler), dtype=np.int64)
+        return np.fromiter((i for b in self.sampler for i in b), dtype=np.int64)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
         epoch, order = self.epoch, self.order()
@@ -212,7 +207,8 @@ class DaliEpochLoader:
 
     def _blame(self, source: _EpochSource, k: int, error: Exception) -> None:
         """Find the images of batches ``k ..`` in flight that stopped the decoder; raise if there are none."""
-        candidates = [int(i) for j in range(k, source.served + 1) for i in source.rows(j) if int(i) not in self.bad]
+        candidates = [int(i) for j in range(k, source.served + 1)
+                      for i in source.used.get(j, (source.rows(j),))[0] if int(i) not in self.bad]
         found = [i for i in candidates if not self._decodes(i, pil_decodes)]
         if not found:  # PIL reads them all: ask DALI about each
             found = [i for i in candidates if not self._decodes(i, self._dali_decodes)]
@@ -282,10 +278,5 @@ class DaliEpochLoader:
         else:
             x = torch.empty(t.shape(), dtype=torch.uint8, pin_memory=self.pin_memory)
             self._feed(t, x)
-        rows = source.rows(k)
-        bad = source.bad_rows.pop(k, [])
-        y = torch.from_numpy(self.view.targets[rows])
-        if bad:
-            keep = torch.tensor(sorted(set(range(len(rows))) - set(bad)), dtype=torch.long)
-            x, y = x[keep.to(x.device)], y[keep]
-        return x, y, [self.view.name(int(rows[p])) for p in bad]
+        rows, bad = source.used.pop(k)
+        return x, torch.from_numpy(self.view.targets[rows]), bad

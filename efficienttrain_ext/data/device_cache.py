@@ -13,13 +13,13 @@ one pass only) into two :class:`DeviceImages`: uint8 ``[N, C, H, W]`` and int64 
   memory when the cache is built (the rest is the model's); checked from the first image before decoding the rest.
 
 :class:`DeviceEpochLoader` (the trainer's ``EpochLoader`` for this path) then makes every training batch on the
-device: the epoch's order (the torch loader's permutation, sample for sample: ``randperm`` seeded from (seed,
-epoch, rank), or ``DistributedSampler`` under DDP, ``drop_last``), the crop boxes and flips drawn once per epoch on
-the CPU from a generator seeded from (seed, epoch, rank) (so a resumed run repeats them exactly, on any device),
-the rows gathered with ``index_select`` and cropped, resized and mirrored in one batched call
-(:func:`~.device_crop.resized_crop`). Its batches are what the torch loader's are: uint8 ``[N, C, S, S]`` at the
-final size, labels, unreadable paths; the device batch path (RandAugment, low-frequency crop, ...) follows
-unchanged. Every rank holds the whole training set; it reads its own shard.
+device: this rank's micro-batches of the epoch's global order (the torch loader's samples, sample for sample:
+:mod:`~.order`), an unreadable row replaced by the next readable one (:mod:`~.unreadable`'s rule), the crop boxes
+and flips drawn once per epoch on the CPU for every position of the global order from (seed, epoch) (so a resumed
+run repeats them exactly, on any device and number of ranks), the rows gathered with ``index_select`` and
+cropped, resized and mirrored in one batched call (:func:`~.device_crop.resized_crop`). Its batches are what the
+torch loader's are: uint8 ``[N, C, S, S]`` at the final size, labels, the paths replaced; the device batch path
+(RandAugment, low-frequency crop, ...) follows unchanged. Every rank holds the whole training set.
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
 from ..errors import DataError
 from .build import Datasets
 from .device_crop import draw_crop_params, resized_crop
+from .order import epoch_permutation
 from .transforms import INTERPOLATIONS, TrainCrop, TrainTransform
 
-__all__ = ["DeviceImages", "DeviceEpochLoader", "DeviceValLoader", "cache_datasets", "read_images", "epoch_order"]
+__all__ = ["DeviceImages", "DeviceEpochLoader", "DeviceValLoader", "cache_datasets", "read_images", "rank_positions"]
 
 _GIB = 1 << 30
 
@@ -47,7 +48,7 @@ _GIB = 1 << 30
 @dataclass
 class DeviceImages:
     """A dataset held on the device: ``images`` uint8 ``[N, C, H, W]``, ``targets`` int64 ``[N]``; ``bad``: the
-    row indices of images that could not be decoded (zeros here; the loaders drop them), ``names`` their paths;
+    rows of images that could not be decoded (zeros here; never trained on), with their paths;
     ``crop``: the training crop (None for a validation set, stored after its evaluation transform)."""
 
     images: torch.Tensor
@@ -66,6 +67,21 @@ class DeviceImages:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def replacement(self) -> torch.Tensor:
+        """Row -> the row trained in its place (CPU int64): itself, or for an unreadable one the next readable row
+        (``i + 1, i + 2, ...`` modulo N), the torch loader's rule (:mod:`~.unreadable`)."""
+        n = len(self)
+        out = torch.arange(n, dtype=torch.int64)
+        if len(self.bad) >= n:
+            raise DataError(f"none of the {n} cached images can be read")
+        for i in self.bad:
+            j = (i + 1) % n
+            while j in self.bad:
+                j = (j + 1) % n
+            out[i] = j
+        return out
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int]:
         """Sample ``i`` as a dataset gives it (e.g. for ``etrain mae``'s figure): image (None if unreadable), label."""
@@ -218,28 +234,22 @@ def cache_datasets(data: Datasets, device: torch.device, *, cache_size: int | No
 
 # ----- loaders
 
-def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int, distributed: bool) -> torch.Tensor:
-    """This rank's sample order in ``epoch`` (int64, CPU): the torch loader's (``engine/loaders.py``). One process:
-    the DataLoader's shuffling, a ``randperm`` from its generator seeded ``seed * 100003 + epoch * 1009 + rank``
-    after the one draw the DataLoader takes from it for its workers' base seed; under DDP the
-    ``DistributedSampler``'s shard (``drop_last``)."""
-    if distributed:
-        sampler = DistributedSampler(range(n), world, rank, shuffle=True, seed=seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        return torch.tensor(list(iter(sampler)), dtype=torch.int64)
-    g = torch.Generator().manual_seed(seed * 100003 + epoch * 1009 + rank)
-    torch.empty((), dtype=torch.int64).random_(generator=g)  # the DataLoader's base-seed draw
-    return torch.randperm(n, generator=g)
+def rank_positions(n: int, batch: int, world: int, rank: int) -> torch.Tensor:
+    """The positions in the epoch's global permutation that rank ``rank`` of ``world`` trains on, in its order: its
+    micro-batches ``rank, rank + world, ...`` of ``batch`` (:class:`~.order.GlobalBatchSampler`'s rule)."""
+    steps = (n // world) // batch
+    first = (torch.arange(steps, dtype=torch.int64) * world + rank) * batch
+    return (first.view(-1, 1) + torch.arange(batch, dtype=torch.int64)).view(-1)
 
 
-def _crop_seed(seed: int, epoch: int, rank: int) -> int:
-    return (seed * 1_000_003 + epoch * 10_007 + rank * 101 + 29) % (2**63 - 1)
+def _crop_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + 29) % (2**63 - 1)
 
 
 class DeviceEpochLoader:
-    """``data.device_cache``'s training loader (module docstring), the trainer's ``EpochLoader``: batches of
-    ``batch`` per rank, ``drop_last``, ``len() == (len // world) // batch``. ``workers`` and ``pin_memory`` are taken
-    for the loader interface and not used (no loader workers: everything runs on the images' device)."""
+    """``data.device_cache``'s training loader (module docstring), the trainer's ``EpochLoader``: this rank's
+    micro-batches of ``batch`` of the epoch's global order, ``len() == (len // world) // batch``. ``workers`` and
+    ``pin_memory`` are taken for the loader interface and not used (no loader workers: all runs on the device)."""
 
     def __init__(self, dataset: DeviceImages, batch: int, info, *, workers: int = 0, seed: int = 0,
                  pin_memory: bool = False):
@@ -247,10 +257,13 @@ class DeviceEpochLoader:
             raise DataError(f"the device loader needs a cached training set (DeviceImages with its crop), got "
                             f"{type(dataset).__name__}")
         self.data, self.batch, self.seed = dataset, int(batch), int(seed)
-        self.rank, self.world, self.distributed = int(info.rank), int(info.world), bool(info.enabled)
+        self.rank, self.world = int(info.rank), int(info.world)
         self.device = dataset.images.device
-        n = len(dataset)
-        self.steps = ((n // self.world) if self.distributed else n) // self.batch
+        self.positions = rank_positions(len(dataset), self.batch, self.world, self.rank)
+        # an unreadable row -> the paths tried in its place before a readable one (what the torch loader reports)
+        repl, n = dataset.replacement, len(dataset)
+        self._tried = {i: [dataset.bad[(i + k) % n] for k in range((int(repl[i]) - i) % n)] for i in dataset.bad}
+        self.steps = len(self.positions) // self.batch
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -260,20 +273,22 @@ class DeviceEpochLoader:
         return self.steps
 
     def order(self, epoch: int | None = None) -> torch.Tensor:
-        """This rank's sample order (CPU int64) in ``epoch`` (default: the current one)."""
-        e = self.epoch if epoch is None else epoch
-        return epoch_order(len(self.data), self.seed, e, self.rank, self.world, self.distributed)
+        """The rows (CPU int64) this rank trains on in ``epoch`` (default: the current one), in order, before
+        unreadable ones are replaced: the torch loader's samples."""
+        perm = epoch_permutation(len(self.data), self.seed, self.epoch if epoch is None else epoch)
+        return perm[self.positions]
 
     def params(self, epoch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The crop boxes ``(i, j, h, w)`` and flips of every position of ``epoch``'s batches (CPU)."""
+        """The crop boxes ``(i, j, h, w)`` and flips of this rank's positions in ``epoch`` (CPU). They are drawn for
+        every position of the global order from (seed, epoch) alone, so a global batch gets the same crops on any
+        number of ranks (an elastic resume)."""
         e = self.epoch if epoch is None else epoch
-        c = self.data.crop
-        n = self.steps * self.batch
-        g = torch.Generator().manual_seed(_crop_seed(self.seed, e, self.rank))
+        c, n = self.data.crop, len(self.data)
+        g = torch.Generator().manual_seed(_crop_seed(self.seed, e))
         h, w = self.data.images.shape[-2:]
         boxes = draw_crop_params(n, int(h), int(w), c.scale, c.ratio, g)
         flips = torch.rand(n, generator=g) < c.hflip
-        return boxes, flips
+        return boxes[self.positions], flips[self.positions]
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cuda":  # page-locked, so the copy is queued, not waited for
@@ -281,37 +296,35 @@ class DeviceEpochLoader:
         return t.to(self.device)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        b, c = self.batch, self.data.crop
-        order = self.order()[:self.steps * b]
+        b, c, bad = self.batch, self.data.crop, self.data.bad
+        order = self.order()
+        rows = self.data.replacement[order] if bad else order  # an unreadable row: the next readable one
         boxes, flips = self.params()
-        order_d, boxes_d, flips_d = (self._to_device(t) for t in (order, boxes, flips))
-        bad = self.data.bad
+        rows_d, boxes_d, flips_d = (self._to_device(t) for t in (rows, boxes, flips))
         for k in range(self.steps):
-            rows = slice(k * b, (k + 1) * b)
-            idx, bx, fl, names = order_d[rows], boxes_d[rows], flips_d[rows], []
-            if bad:  # drop the unreadable rows (known on the host: no device sync), as the torch loader does
-                ids = order[rows].tolist()
-                names = [bad[i] for i in ids if i in bad]
-                if names:
-                    keep = self._to_device(torch.tensor([p for p, i in enumerate(ids) if i not in bad],
-                                                        dtype=torch.int64))
-                    idx, bx, fl = idx[keep], bx[keep], fl[keep]
-            x = resized_crop(self.data.images.index_select(0, idx), bx, c.size, c.interpolation, fl)
+            span = slice(k * b, (k + 1) * b)
+            # the paths replaced in this batch (known on the host: no device sync), as the torch loader reports them
+            names = [p for i in order[span].tolist() if i in bad for p in self._tried[i]] if bad else []
+            idx = rows_d[span]
+            x = resized_crop(self.data.images.index_select(0, idx), boxes_d[span], c.size, c.interpolation,
+                             flips_d[span])
             yield x, self.data.targets.index_select(0, idx), names
 
 
 class DeviceValLoader:
-    """Validation batches of a cached validation set, in order; under DDP the rank's strided shard (as
-    ``engine/loaders.build_val_loader``). Unreadable images are left out and reported with the first batch."""
+    """Validation batches of a cached validation set, in order; on several ranks the rank's strided shard (as
+    ``engine/loaders.build_val_loader``). Unreadable images are left out (each image counts once) and reported with
+    the first batch."""
 
     def __init__(self, dataset: DeviceImages, batch: int, info):
         if not isinstance(dataset, DeviceImages):
             raise DataError(f"the device validation loader needs a cached set, got {type(dataset).__name__}")
-        good = torch.tensor([i for i in range(len(dataset)) if i not in dataset.bad], dtype=torch.int64)
-        if info.enabled:
-            good = good[info.rank::info.world]
+        rows = torch.arange(len(dataset), dtype=torch.int64)
+        if info.world > 1:
+            rows = rows[info.rank::info.world]
+        good = torch.tensor([i for i in rows.tolist() if i not in dataset.bad], dtype=torch.int64)
         self.data, self.batch, self.rows = dataset, int(batch), good.to(dataset.images.device)
-        self.names = list(dataset.bad.values())
+        self.names = [dataset.bad[i] for i in rows.tolist() if i in dataset.bad]
 
     def __len__(self) -> int:
         return math.ceil(len(self.rows) / self.batch)

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import ContextManager, Iterable, Iterator, TypeVar
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..curriculum.replay import replay_batches
 from ..errors import TrainError
 
-__all__ = ["Accumulation", "resolve_accum_steps", "windows", "replay_micro_batches", "average_gradients"]
+__all__ = ["Accumulation", "resolve_accum_steps", "windows", "replay_micro_batches"]
 
 T = TypeVar("T")
 
@@ -94,12 +93,3 @@ def replay_micro_batches(loader: Iterable[T], replay: int, steps: int, accum: in
     for group, fresh in replay_batches(windows(loader, accum), replay, steps, generator):
         for b in group:
             yield b, fresh
-
-
-def average_gradients(model: nn.Module, world: int) -> None:
-    """All-reduce and average the gradients by hand: for an optimizer step whose last micro-batch (the one DDP
-    synchronises) was skipped on every rank, so the ranks' accumulated gradients were never combined."""
-    for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)

@@ -1,5 +1,5 @@
-"""Process set-up for one process or torchrun DDP: ranks, the device, seeding, and the collectives the trainer
-uses (all of them no-ops in a single process)."""
+"""Process set-up for one process or torchrun DDP: ranks, the process group, the device and seeding. The
+collectives themselves live in :mod:`.collectives`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "resolve_device", "seed_all", "host_group", "all_agree", "all_sum",
-           "all_union"]
+from ..errors import TrainError
+
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "seed_all", "DIST_MODES"]
+
+DIST_MODES = ("auto", "always")
 
 
 @dataclass(frozen=True)
@@ -20,26 +23,44 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    group: bool = False  # a process group is open (always under torchrun with several ranks)
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        """Collectives and DDP run: a process group is open (``train.distributed: always`` opens one even for a
+        single process, so that one GPU runs every collective of a multi-GPU run)."""
+        return self.group
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
 
-def init_distributed(device_pref: str) -> DistInfo:
-    """torchrun's ranks (``WORLD_SIZE`` > 1): NCCL on GPUs, gloo on the CPU; a single process otherwise."""
+def default_backend(device_pref: str) -> str:
+    """NCCL when the run trains on a GPU, gloo on the CPU."""
+    on_gpu = device_pref != "cpu" and torch.cuda.is_available()
+    return "nccl" if on_gpu else "gloo"
+
+
+def init_distributed(device_pref: str, mode: str = "auto", backend: str = "auto") -> DistInfo:
+    """The process's ranks from torchrun's environment, with a process group when there are several ranks, or
+    always with ``mode="always"``. ``backend``: ``auto`` (:func:`default_backend`) or any string
+    ``torch.distributed.init_process_group`` takes (``nccl``, ``gloo``, ``cuda:gloo``, ``cpu:gloo,cuda:nccl``)."""
+    if mode not in DIST_MODES:
+        raise TrainError(f"train.distributed must be one of {DIST_MODES}, got {mode!r}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if world <= 1 and mode == "auto":
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = device_pref != "cpu" and torch.cuda.is_available()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return info
+        name = default_backend(device_pref) if backend == "auto" else backend
+        if device_pref != "cpu" and torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)  # NCCL binds its communicator to the current device
+        if "MASTER_ADDR" in os.environ:  # torchrun (or SLURM with the variables set): its rendezvous
+            dist.init_process_group(name)
+        else:  # a lone process with train.distributed=always: an in-process store
+            dist.init_process_group(name, store=dist.HashStore(), rank=0, world_size=1)
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, group=True)
 
 
 def resolve_device(pref: str, info: DistInfo) -> torch.device:
@@ -56,38 +77,3 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """``values`` (float64, CPU) summed over ranks."""
-    if info.enabled:
-        dist.all_reduce(values)
-    return values
-
-
-def host_group(info: DistInfo) -> dist.ProcessGroup | None:
-    """A gloo group of every rank for host-side agreements (None: the default group, already gloo, or one process).
-    Every rank must call it, in the same order as its other group creations."""
-    if not info.enabled or dist.get_backend() == "gloo":
-        return None
-    return dist.new_group(backend="gloo")
-
-
-def all_agree(ok: bool, info: DistInfo, group: dist.ProcessGroup | None = None) -> bool:
-    """True when ``ok`` holds on every rank (one tiny all-reduce of a CPU tensor over ``group``, a gloo group from
-    :func:`host_group`): ranks decide together, e.g. to skip a step whose batch is unreadable on one of them, so no
-    rank waits in a collective the others skip. Nothing touches the GPU, so the host does not wait for its queue."""
-    if not info.enabled:
-        return ok
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN, group=group)
-    return bool(flag.item())
-
-
-def all_union(items: set[str], info: DistInfo) -> set[str]:
-    """The union of every rank's ``items`` (e.g. the unreadable files each rank met in its shard)."""
-    if not info.enabled:
-        return items
-    gathered: list = [None] * info.world
-    dist.all_gather_object(gathered, sorted(items))
-    return set().union(*map(set, gathered))

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
-import torch.distributed as dist
 from timm.layers import resample_abs_pos_embed
 from timm.models import load_state_dict as timm_load_state_dict
 from torch import nn
@@ -309,5 +308,4 @@ def run_finetune(cfg: Config, run_dir: str | None = None, resume: str | None = N
             write_text_atomic(os.path.join(trainer.run_dir, "init.json"), json.dumps(reports[0].to_dict(), indent=1))
         return trainer.fit()
     finally:
-        if trainer.info.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+        trainer.comm.close()

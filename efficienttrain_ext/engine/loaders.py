@@ -1,8 +1,10 @@
 """Data loaders of a run: an :class:`EpochLoader` per distinct per-process batch size, and the validation loader.
 
 An epoch loader yields ``(images uint8 [N, C, H, W], targets, paths of unreadable images)`` per batch (``drop_last``,
-so every rank takes the same number of steps) and is reshuffled with :meth:`EpochLoader.set_epoch`, seeded by the
-run's seed, the epoch and the rank: a resumed run sees the same order. Under DDP each rank reads a disjoint shard.
+so every rank takes the same number of steps) and is reshuffled with :meth:`EpochLoader.set_epoch`: each epoch is one
+global permutation seeded by the run's seed and the epoch, which every rank slices (:mod:`~..data.order`), so a
+resumed run sees the same order, on the same or another number of ranks. An unreadable training image is replaced
+by the next readable one (:mod:`~..data.unreadable`), so batches keep their size.
 ``data.loader`` picks the implementation (:data:`LOADERS`): ``torch`` (this module) or ``dali``
 (:mod:`efficienttrain_ext.data.dali_pipeline`, NVIDIA DALI decoding on the GPU or CPU; optional dependency);
 ``data.device_cache: true`` picks ``device`` (:mod:`efficienttrain_ext.data.device_cache`: the decoded images live
@@ -14,9 +16,9 @@ from __future__ import annotations
 from typing import Callable, Iterator, Protocol
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..data import collate_skip
+from ..data import GlobalBatchSampler, ReplaceUnreadable, collate_replaced, collate_skip
 from ..data.dali_pipeline import DaliEpochLoader
 from ..data.device_cache import DeviceEpochLoader, DeviceImages, DeviceValLoader
 from .distributed import DistInfo
@@ -33,28 +35,26 @@ class EpochLoader(Protocol):
 
 
 class TorchEpochLoader:
-    """torch's DataLoader over the dataset, with a DistributedSampler under DDP (``data.loader: torch``)."""
+    """torch's DataLoader over the dataset with this rank's micro-batches of the global order (``data.loader:
+    torch``)."""
 
     def __init__(self, dataset: Dataset, batch: int, info: DistInfo, *, workers: int, seed: int, pin_memory: bool):
         self.seed, self.info = seed, info
-        self.generator = torch.Generator()  # the shuffling, seeded per epoch
-        self.sampler = DistributedSampler(dataset, info.world, info.rank, shuffle=True, seed=seed,
-                                          drop_last=True) if info.enabled else None
-        self.loader = DataLoader(dataset, batch_size=batch, shuffle=self.sampler is None, sampler=self.sampler,
-                                 num_workers=workers, drop_last=True, collate_fn=collate_skip,
-                                 generator=self.generator, pin_memory=pin_memory,
+        self.generator = torch.Generator()  # the workers' base seed (their augmentation), per epoch and rank
+        self.sampler = GlobalBatchSampler(len(dataset), batch, info.world, info.rank, seed)
+        self.loader = DataLoader(ReplaceUnreadable(dataset), batch_sampler=self.sampler, num_workers=workers,
+                                 collate_fn=collate_replaced, generator=self.generator, pin_memory=pin_memory,
                                  persistent_workers=False)
 
     def set_epoch(self, epoch: int) -> None:
         self.generator.manual_seed(self.seed * 100003 + epoch * 1009 + self.info.rank)
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
+        self.sampler.set_epoch(epoch)
 
     def __iter__(self):
         return iter(self.loader)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.sampler)
 
 
 # data.loader -> factory(dataset, batch, info, workers=, seed=, pin_memory=, **DataConfig.loader_options())
@@ -67,7 +67,7 @@ def build_val_loader(dataset: Dataset, batch: int, info: DistInfo, *, workers: i
     image once. A set cached on the device (``data.device_cache``) is read from there."""
     if isinstance(dataset, DeviceImages):
         return DeviceValLoader(dataset, batch, info)
-    if info.enabled:
+    if info.world > 1:
         dataset = Subset(dataset, range(info.rank, len(dataset), info.world))
     return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate_skip,
                       pin_memory=pin_memory)

@@ -20,7 +20,6 @@ import warnings
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -178,5 +177,4 @@ def run_mae(cfg: Config, run_dir: str | None = None, resume: str | None = None, 
                 print(f"reconstructions: {path}", flush=True)
         return last
     finally:
-        if trainer.info.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+        trainer.comm.close()

@@ -11,9 +11,9 @@ replay buffer's order is untouched (the prefetcher sees its output).
 Stream ordering on CUDA: the side stream first waits for the work already queued on the current stream (the batch
 path's constants were made there); each item is read from the iterable on the side stream too (a loader that makes
 its batches on the device, ``data.device_cache``, queues that work there, before the item's preparation); each
-prepared item's event is recorded on the side stream and waited for by the
-current stream before the item is handed out, and each of its tensors is marked with ``record_stream`` so the caching
-allocator does not give its memory back to the side stream while the step still reads it.
+prepared item's event is recorded on the side stream and waited for by the current stream before the item is handed
+out, and each of its tensors is marked with ``record_stream`` so the caching allocator does not give its memory
+back to the side stream while the step still reads it.
 """
 
 from __future__ import annotations

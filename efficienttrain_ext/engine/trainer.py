@@ -21,9 +21,7 @@ import warnings
 from typing import Any, Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, dispatch_clip_grad
@@ -41,12 +39,12 @@ from ..data import Datasets, build_datasets
 from ..data.device_cache import cache_datasets
 from ..errors import ConfigError, TrainError
 from . import checkpoint as ckpt_io
-from .accumulation import Accumulation, average_gradients, replay_micro_batches, resolve_accum_steps
+from .accumulation import Accumulation, replay_micro_batches, resolve_accum_steps
 from .atomic import write_text_atomic
 from .acceleration import (CompileClock, compile_module, optimizer_kernel_options, recompile_room, resolve_compile,
                            to_channels_last, use_cudnn_autotuning)
-from .distributed import (DistInfo, all_agree, all_sum, all_union, host_group, init_distributed, resolve_device,
-                          seed_all)
+from .collectives import Collectives
+from .distributed import DistInfo, init_distributed, resolve_device, seed_all
 from .loaders import LOADERS, EpochLoader, build_val_loader
 from .loss_monitor import DeviceLossMonitor, host_sync_allowed
 from .metrics import MetricsLog
@@ -60,6 +58,8 @@ from .tasks import ClassificationTask, Task
 
 __all__ = ["Trainer", "TrainError", "make_schedule", "run"]
 
+# how the global batch is split over processes and micro-batches: a resume may change them (Trainer._check_layout)
+LAYOUT_KEYS = {("train", "batch_size"), ("train", "accum_steps"), ("train", "global_batch")}
 # what a run directory holds and --overwrite removes
 RUN_FILES = (".pt", ".pth", ".jsonl", ".csv", ".json", ".png", ".txt")
 
@@ -129,15 +129,15 @@ class Trainer:
 
     def _setup_process(self) -> None:
         t = self.cfg.train
-        self.info: DistInfo = init_distributed(t.device)
+        self.info: DistInfo = init_distributed(t.device, t.distributed, t.dist_backend)
         self.device = resolve_device(t.device, self.info)
+        self.comm = Collectives(self.info, self.device)  # every collective of the run (engine/collectives.py)
         if t.threads:
             torch.set_num_threads(t.threads)
         if t.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         use_cudnn_autotuning(self.device, t.deterministic)
-        self.host_group = host_group(self.info)  # the per-step skip agreement's CPU (gloo) group
         self.compile_mode = resolve_compile(t.compile, self.device)
         # the next batch's device path while the step runs: on CUDA by default; on the CPU it would only reorder
         self.prefetcher = Prefetcher(self.device, 1 if t.prefetch == "on" or (t.prefetch == "auto" and
@@ -164,8 +164,7 @@ class Trainer:
                     if f.endswith(RUN_FILES) and f != "trial_schedule.yaml":
                         os.unlink(os.path.join(run_dir, f))
             os.makedirs(run_dir, exist_ok=True)
-        if self.info.enabled:
-            dist.barrier()  # the directory exists before any rank writes into it
+        self.comm.barrier()  # the directory exists before any rank writes into it
         return run_dir
 
     def _build_data(self) -> Datasets:
@@ -261,10 +260,7 @@ class Trainer:
         return self._loaders[batch]
 
     def _wrap(self) -> nn.Module:
-        if not self.info.enabled:
-            return self.model
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
+        return self.comm.wrap(self.model)
 
     def _compiled(self, model: nn.Module) -> nn.Module:
         """What the step calls: ``model``, compiled unless ``train.compile`` is off. Called again whenever the DDP
@@ -298,22 +294,36 @@ class Trainer:
                 raise TrainError(f"checkpoint {path} was written by a configuration this version cannot read: "
                                  f"{e}") from None
             ours = trajectory_dict(self.cfg)
+            # how the global batch is split may change when the checkpoint says what it was (_check_layout)
+            free = LAYOUT_KEYS if "global_batches" in ck else set()
             diff = [f"{s}.{k}: {theirs.get(s, {}).get(k)!r} -> {v!r}" for s, sec in ours.items()
-                    for k, v in sec.items() if theirs.get(s, {}).get(k) != v]
+                    for k, v in sec.items() if theirs.get(s, {}).get(k) != v and (s, k) not in free]
             if diff:
                 raise TrainError(f"checkpoint {path} was written by a different configuration; differences: "
                                  + "; ".join(diff))
-        if ck["world_size"] != self.info.world:
+        if "global_batches" not in ck and ck["world_size"] != self.info.world:  # older checkpoints
             raise TrainError(f"checkpoint {path} was written by {ck['world_size']} processes, this run has "
-                             f"{self.info.world}: an exact resume needs the same world size")
+                             f"{self.info.world}: a checkpoint of this version older than elastic resume needs the "
+                             f"same world size")
         return ck
 
+    def _global_batches(self) -> list[int]:
+        """Each stage's global batch: per-process batch x processes x accumulated micro-batches."""
+        return [b * self.info.world * self.plan.accum for b in self.plan.stage_batch]
+
+    def _check_layout(self, ck: dict[str, Any]) -> None:
+        """Elastic resume: another number of processes (or per-process batch) may continue a run when every stage's
+        global batch is the same; the global data order (data/order.py) then gives the same global batches."""
+        theirs, ours = ck.get("global_batches"), self._global_batches()
+        if theirs is not None and list(theirs) != ours:
+            t = self.cfg.train
+            raise TrainError(f"checkpoint was trained with global batches {list(theirs)} (per stage), this run gives "
+                             f"{ours} ({t.batch_size} per process x {self.info.world} processes x "
+                             f"{self.plan.accum} accumulation steps): set train.accum_steps (or train.global_batch "
+                             f"with train.accum_steps=auto) to keep the global batch")
+
     def _state(self, epoch: int, stage: int) -> dict[str, Any]:
-        rng = ckpt_io.rng_state()
-        rngs = [rng]
-        if self.info.enabled:
-            rngs = [None] * self.info.world
-            dist.all_gather_object(rngs, rng)
+        rngs = self.comm.gather(ckpt_io.rng_state())  # every rank's random streams
         return {
             "format": ckpt_io.FORMAT,
             "fingerprint": ckpt_io.fingerprint(trajectory_dict(self.cfg)),
@@ -324,6 +334,7 @@ class Trainer:
             "input_size": current_input_size(self.model) or self.schedule.size_at(max(epoch - 1, 0)),
             "schedule": self.schedule.to_dict(),  # a YAML schedule's content (its path is in the fingerprint)
             "world_size": self.info.world,
+            "global_batches": self._global_batches(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
@@ -357,8 +368,16 @@ class Trainer:
                 raise TrainError("checkpoint has no EMA weights but train.ema is on")
             self.ema.module.load_state_dict(ck["ema"])
         self.scaler.load_state_dict(ck["scaler"])
-        ckpt_io.set_rng_state(ck["rng"][self.info.rank])
+        self._check_layout(ck)
         self.start_epoch = int(ck["epoch"])
+        if ck["world_size"] == self.info.world:
+            ckpt_io.set_rng_state(ck["rng"][self.info.rank])
+        else:  # elastic: the same global batches follow; the augmentation streams start anew per rank
+            seed_all(self.cfg.train.seed + 1000003 * self.info.rank + 1 + 7919 * self.start_epoch)
+            if self.info.main:
+                print(f"resuming a {ck['world_size']}-process run on {self.info.world} processes at epoch "
+                      f"{self.start_epoch} (global batches {self._global_batches()}): the data order and global "
+                      f"batches continue exactly, the augmentation random streams are drawn anew", flush=True)
         self.wall_offset = float(ck["wall_time"])
         self.skipped = set(ck["skipped"])
 
@@ -420,15 +439,6 @@ class Trainer:
             with host_sync_allowed(self.device):
                 torch.cuda.synchronize(self.device)
 
-    def _update_after_skip(self, step: int) -> None:
-        """The last micro-batch of an optimizer step was skipped on every rank: update with what the others
-        accumulated (averaged over ranks by hand: DDP synchronises at the last micro-batch only)."""
-        if not any(p.grad is not None for p in self.model.parameters()):
-            return  # the whole step was skipped
-        if self.info.enabled:
-            average_gradients(self.model, self.info.world)
-        self._update(step)
-
     def train_one_epoch(self, epoch: int) -> dict[str, Any]:
         cfg, plan, accum = self.cfg, self.plan, self.accum
         st = plan.stage(epoch)
@@ -454,16 +464,13 @@ class Trainer:
         loaded = [0]
 
         def prepare(indexed):
-            """Micro-batch j's host side and its device path (prefetched: on a side stream on CUDA); x is None when
-            every rank skips it."""
+            """Micro-batch j's host side and its device path (prefetched: on a side stream on CUDA). Batches keep
+            their size (unreadable images are replaced in the loader), so no rank ever waits for another here."""
             j, ((x, y, bad), fresh) = indexed
             i = j // accum.steps  # the optimizer step
             if fresh:
                 self._note_skipped(bad)
                 loaded[0] += x.shape[0]
-            # a batch of unreadable images: every rank skips the step together (a rank alone would hang DDP)
-            if not all_agree(x.shape[0] >= 2, self.info, self.host_group):
-                return j, i, None, None, None
             m = plan.magnitude(epoch, i)
             clock.start()  # the batch path may be compiled too
             if authors:  # (the buffer lives on the host: this mode reads the augmented batch back each step)
@@ -479,11 +486,6 @@ class Trainer:
         with recompile_room(len(self.schedule.stages)):
             for j, i, m_j, x, y in self.prefetcher.run(enumerate(batches), prepare):
                 step = plan.global_step(epoch, i)
-                if x is None:
-                    if accum.is_last(j):
-                        self._update_after_skip(step)
-                        self._set_lr(epoch, i + 1)
-                    continue
                 m = m_j
                 clock.start()
                 monitor.add(self._step(x, y, step, j), x.shape[0], step)
@@ -506,8 +508,7 @@ class Trainer:
         cpu_time = time.process_time() - cpu_start - clock.cpu_seconds  # all threads of this process
         bar.close()
         self.lr_scheduler.step(epoch + 1)
-        stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded[0])], dtype=torch.float64),
-                        self.info)
+        stats = self.comm.sum([loss_sum, monitor.images, loaded[0]])
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
                 "loaded_images": int(stats[2]), "replay": st.replay,
                 "batch": plan.batch(epoch) * self.info.world * accum.steps,
@@ -526,7 +527,7 @@ class Trainer:
             x, y = self.pipeline.eval(x, y, size)
             with self._autocast():
                 sums += self.task.eval_sums(model, x, y)
-        return self.task.eval_metrics(all_sum(sums, self.info))
+        return self.task.eval_metrics(self.comm.sum_tensor(sums))
 
     def _eval_all(self, size: int) -> dict[str, Any]:
         final = self.cfg.data.final_size
@@ -562,11 +563,13 @@ class Trainer:
                     self._save(f"stage{plan.stage_index(epoch)}.pt", epoch, plan.stage_index(epoch))
             row: dict[str, Any] = {"epoch": epoch + 1, "stage": plan.stage_index(epoch), "size": size}
             row.update(self.train_one_epoch(epoch))
+            # per-rank BatchNorm statistics (DDP does not broadcast buffers per step) made one before eval and save
+            self.comm.average_buffers(self.model, *([self.ema.module] if self.ema else []))
             train_total += row["train_time"]
             row.update(self._eval_all(size))
             row["train_time_total"] = train_total
             row["wall_time"] = self.wall_offset + (time.perf_counter() - self.t0)
-            self.skipped = all_union(self.skipped, self.info)  # every rank met the corrupt files of its own shard
+            self.skipped = self.comm.union(self.skipped)  # every rank met the corrupt files of its own shard
             row["skipped_images"] = len(self.skipped)
             if self.log is not None:
                 self.log.append(row)
@@ -612,5 +615,4 @@ def run(cfg: Config, run_dir: str | None = None, resume: str | None = None, over
     try:
         return trainer.fit()
     finally:
-        if trainer.info.enabled and dist.is_initialized():
-            dist.destroy_process_group()
+        trainer.comm.close()
