@@ -99,6 +99,11 @@ class DataConfig(_Section):
     val_subset: Int | None = Field(None, ge=1)
     val_split: Float | None = Field(None, gt=0.0, lt=1.0)  # hold out this part of train/ (seeded, class-stratified)
     split_seed: Int = 0
+    # the GPU-resident data path (data/device_cache.py, docs/data.md): decoded uint8 images on the training device,
+    # RandomResizedCrop + flip batched there; no loader workers
+    device_cache: bool = False
+    cache_size: Int | None = Field(None, ge=1)  # device_cache: store training images as S x S (short side, centre)
+    cache_max_gib: Float = Field(4.0, gt=0.0)  # device_cache: refuse sets larger than this (and half the free GPU)
 
     @field_validator("scale", "ratio")
     @classmethod
@@ -120,6 +125,11 @@ class DataConfig(_Section):
         if self.loader == "dali" and self.dataset == "fashion_mnist":
             raise ValueError("data.loader=dali decodes image files: use an ImageFolder or tar shards (data.dataset="
                              "imagefolder or wds), or data.loader=torch for Fashion-MNIST")
+        if self.device_cache and self.loader == "dali":
+            raise ValueError("data.device_cache keeps decoded images on the device and crops them there: it replaces "
+                             "the loader, so use it with data.loader=torch (the default), not dali")
+        if self.cache_size is not None and not self.device_cache:
+            raise ValueError("data.cache_size applies to data.device_cache=true")
         if self.loader != "dali" and self.dali_device != "auto":
             raise ValueError(f"data.dali_device applies to data.loader=dali, not {self.loader!r}")
         return self
@@ -420,7 +430,8 @@ class Config(_Section):
 
 # keys that do not change what is trained: they may differ between a run and its resume
 OPERATIONAL_KEYS = {
-    ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("train", "device"), ("train", "output"), ("train", "name"),
+    ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("data", "cache_max_gib"),
+    ("train", "device"), ("train", "output"), ("train", "name"),
     ("train", "progress"), ("train", "tensorboard"), ("train", "threads"), ("train", "log_interval"),
     ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("train", "prefetch"),
     ("optim", "fused"), ("train", "distributed"), ("train", "dist_backend"),

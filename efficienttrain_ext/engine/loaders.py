@@ -6,7 +6,9 @@ global permutation seeded by the run's seed and the epoch, which every rank slic
 resumed run sees the same order, on the same or another number of ranks. An unreadable training image is replaced
 by the next readable one (:mod:`~..data.unreadable`), so batches keep their size.
 ``data.loader`` picks the implementation (:data:`LOADERS`): ``torch`` (this module) or ``dali``
-(:mod:`efficienttrain_ext.data.dali_pipeline`, NVIDIA DALI decoding on the GPU or CPU; optional dependency).
+(:mod:`efficienttrain_ext.data.dali_pipeline`, NVIDIA DALI decoding on the GPU or CPU; optional dependency);
+``data.device_cache: true`` picks ``device`` (:mod:`efficienttrain_ext.data.device_cache`: the decoded images live
+on the training device and batches are cropped there; its validation set too).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..data import GlobalBatchSampler, ReplaceUnreadable, collate_replaced, collate_skip
 from ..data.dali_pipeline import DaliEpochLoader
+from ..data.device_cache import DeviceEpochLoader, DeviceImages, DeviceValLoader
 from .distributed import DistInfo
 
 __all__ = ["EpochLoader", "TorchEpochLoader", "LOADERS", "build_val_loader"]
@@ -55,12 +58,15 @@ class TorchEpochLoader:
 
 
 # data.loader -> factory(dataset, batch, info, workers=, seed=, pin_memory=, **DataConfig.loader_options())
-LOADERS: dict[str, Callable[..., EpochLoader]] = {"torch": TorchEpochLoader, "dali": DaliEpochLoader}
+LOADERS: dict[str, Callable[..., EpochLoader]] = {"torch": TorchEpochLoader, "dali": DaliEpochLoader,
+                                                  "device": DeviceEpochLoader}
 
 
-def build_val_loader(dataset: Dataset, batch: int, info: DistInfo, *, workers: int, pin_memory: bool) -> DataLoader:
+def build_val_loader(dataset: Dataset, batch: int, info: DistInfo, *, workers: int, pin_memory: bool):
     """Validation batches in order; under DDP a plain strided shard without padding, so sums over ranks count every
-    image once."""
+    image once. A set cached on the device (``data.device_cache``) is read from there."""
+    if isinstance(dataset, DeviceImages):
+        return DeviceValLoader(dataset, batch, info)
     if info.world > 1:
         dataset = Subset(dataset, range(info.rank, len(dataset), info.world))
     return DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=workers, collate_fn=collate_skip,

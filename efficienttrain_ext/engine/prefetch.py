@@ -9,9 +9,11 @@ epoch's iterable only, so nothing of the next epoch is read before the epoch-end
 replay buffer's order is untouched (the prefetcher sees its output).
 
 Stream ordering on CUDA: the side stream first waits for the work already queued on the current stream (the batch
-path's constants were made there); each prepared item's event is recorded on the side stream and waited for by the
-current stream before the item is handed out, and each of its tensors is marked with ``record_stream`` so the caching
-allocator does not give its memory back to the side stream while the step still reads it.
+path's constants were made there); each item is read from the iterable on the side stream too (a loader that makes
+its batches on the device, ``data.device_cache``, queues that work there, before the item's preparation); each
+prepared item's event is recorded on the side stream and waited for by the current stream before the item is handed
+out, and each of its tensors is marked with ``record_stream`` so the caching allocator does not give its memory
+back to the side stream while the step still reads it.
 """
 
 from __future__ import annotations
@@ -56,13 +58,18 @@ class Prefetcher(Generic[T, U]):
             self.stream.wait_stream(torch.cuda.current_stream(self.device))
 
         def launch() -> bool:
-            item = next(it, _END)
-            if item is _END:
-                return False
             if self.stream is None:
+                item = next(it, _END)
+                if item is _END:
+                    return False
                 queue.append((prepare(item), None))
                 return True
             with torch.cuda.stream(self.stream):
+                # the item is read on the side stream too: a loader that makes its batch on the device (data.
+                # device_cache) queues that work before prepare's, on the stream that prepare reads it from
+                item = next(it, _END)
+                if item is _END:
+                    return False
                 out = prepare(item)
                 done = torch.cuda.Event()
                 done.record(self.stream)

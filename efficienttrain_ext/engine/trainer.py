@@ -36,6 +36,7 @@ from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
 from ..curriculum.tables import schedule_table, stage_costs
 from ..data import Datasets, build_datasets
+from ..data.device_cache import cache_datasets
 from ..errors import ConfigError, TrainError
 from . import checkpoint as ckpt_io
 from .accumulation import Accumulation, replay_micro_batches, resolve_accum_steps
@@ -172,6 +173,9 @@ class Trainer:
                               interpolation=d.interpolation, crop_pct=d.crop_pct, train_subset=d.train_subset,
                               val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed,
                               shards=d.shards, val_shards=d.val_shards)
+        if d.device_cache:  # decoded once onto the device; batches are then cropped there (data/device_cache.py)
+            data = cache_datasets(data, self.device, cache_size=d.cache_size, workers=d.workers,
+                                  max_gib=d.cache_max_gib)
         self._loaders: dict[int, EpochLoader] = {}
         self.val_loader = build_val_loader(data.val, self.cfg.train.batch_size, self.info, workers=d.workers,
                                            pin_memory=self.device.type == "cuda")
@@ -245,8 +249,9 @@ class Trainer:
         """The training loader for a per-process batch size (one per distinct stage batch, built once)."""
         if batch not in self._loaders:
             d = self.cfg.data
-            loader = LOADERS[d.loader](self.data.train, batch, self.info, workers=d.workers, seed=self.cfg.train.seed,
-                                       pin_memory=self.device.type == "cuda", **d.loader_options())
+            kind = "device" if d.device_cache else d.loader  # device: batches made from the cached images
+            loader = LOADERS[kind](self.data.train, batch, self.info, workers=d.workers, seed=self.cfg.train.seed,
+                                   pin_memory=self.device.type == "cuda", **d.loader_options())
             expected = steps_per_epoch(len(self.data.train), batch, self.info.world)
             if len(loader) != expected:  # the plan's learning-rate and magnitude positions assume these steps
                 raise TrainError(f"data.loader={d.loader} gives {len(loader)} batches of {batch} per epoch, the "
