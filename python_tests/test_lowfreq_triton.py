@@ -19,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import efficienttrain_ext as et
 from efficienttrain_ext.ops import lowfreq as lowfreq_mod
 from efficienttrain_ext.ops import lowfreq_triton as lt
+from lowfreq_reference import ref_crop
 
 pytestmark = pytest.mark.skipif(not lt.available(), reason="triton is not installed")
 
@@ -307,3 +308,61 @@ def test_side_stream_use_survives_cache_eviction(monkeypatch):
     torch.cuda.synchronize()
     for o in outs:
         assert _rel(o, ref) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------------------------ tiling
+# With config_for's tiles every shape above is one output tile and one K tile, so a kernel that drops a tile offset
+# or mixes up its K loop still passes them. 16 x 16 x 16 x 16 tiles make every loop of the kernel run several times:
+# the output-row and output-column tiles (grid axes 1 and 2), the K loop over input rows, the Q loop over input
+# columns, and the planes (grid axis 0, several planes with different data). Crop and pad are checked against the
+# torch.fft reference (lowfreq_reference.py), on odd, even, mixed and non-square sizes; the pad at the same sizes
+# runs its own (transposed) tile counts.
+SMALL_TILES = lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=1)
+# (H, W, bh, bw): even band on even sizes (Nyquist term, 3 K and 3 Q tiles, 2 x 2 output tiles); odd everything;
+# even band on odd sizes (Nyquist term with ragged last tiles); odd-by-even; an output of exactly two tiles per axis
+TILING_SHAPES = [(40, 36, 18, 20), (37, 41, 19, 17), (37, 41, 18, 20), (35, 48, 21, 32), (48, 33, 32, 17)]
+
+
+def _fft_pad(y: torch.Tensor, size) -> torch.Tensor:
+    # the adjoint of the reference crop, by autograd through torch.fft (independent of the band matrices)
+    H, W = size
+    x = torch.zeros(*y.shape[:-2], H, W, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(ref_crop(x, tuple(y.shape[-2:])), x, y.double())
+    return g
+
+
+@runs_kernel
+@pytest.mark.parametrize("H,W,bh,bw", TILING_SHAPES)
+def test_small_tiles_crop_and_pad_match_torch_fft(H, W, bh, bw):
+    g = torch.Generator().manual_seed(H * 1000 + W * 10 + bh)
+    x = torch.randn(1, 3, H, W, generator=g)
+    y = torch.randn(1, 3, bh, bw, generator=g)
+    bands = lt.BandCache()
+    assert _rel(lt.crop(x.to(KDEV), (bh, bw), bands, SMALL_TILES), ref_crop(x, (bh, bw))) < 1e-5
+    assert _rel(lt.pad(y.to(KDEV), (H, W), bands, SMALL_TILES), _fft_pad(y, (H, W))) < 1e-5
+
+
+@runs_kernel
+def test_tiles_forced_by_environment_reach_the_registered_op(monkeypatch):
+    monkeypatch.setenv(lt.TILES_ENV, "16,16,16,16")
+    assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=3)
+    x = torch.randn(2, 2, 40, 36, generator=torch.Generator().manual_seed(21))
+    y = torch.randn(2, 2, 18, 20, generator=torch.Generator().manual_seed(22))
+    assert _rel(crop_t(x.to(KDEV), (18, 20)), ref_crop(x, (18, 20))) < 1e-5
+    assert _rel(pad_t(y.to(KDEV), (40, 36)), _fft_pad(y, (40, 36))) < 1e-5
+
+
+def test_tile_spec_parsing(monkeypatch):
+    assert lt.parse_tiles("32, 64,16,128") == lt.TileConfig(BM=32, BN=64, BK=16, BQ=128, num_warps=4, num_stages=3)
+    assert lt.parse_tiles("128,64,64,32,8,2") == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8,
+                                                               num_stages=2)
+    for bad, match in (("16,16,16", "BM,BN,BK,BQ"), ("16,16,16,x", "BM,BN,BK,BQ"), ("16,16,16,24", "BQ must be a "
+                       "power of two"), ("8,16,16,16", "BM must be"), ("16,16,512,16", "BK must be"),
+                       ("16,16,16,16,3", "num_warps"), ("16,16,16,16,4,0", "num_stages")):
+        with pytest.raises(ValueError, match=match):
+            lt.parse_tiles(bad)
+    monkeypatch.setenv(lt.TILES_ENV, "16,16")
+    with pytest.raises(ValueError, match=lt.TILES_ENV):
+        lt.config_for(8, 8, 16, 16)
+    monkeypatch.delenv(lt.TILES_ENV)
+    assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8, num_stages=3)

@@ -35,7 +35,8 @@ try:
 except ImportError:  # torch without triton (CPU wheels on some platforms): only the cuBLAS backend
     triton = None
 
-__all__ = ["available", "interpreted", "precision", "TileConfig", "config_for", "crop", "pad", "BandCache"]
+__all__ = ["available", "interpreted", "precision", "TileConfig", "TILES_ENV", "parse_tiles", "config_for", "crop",
+           "pad", "BandCache"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -162,10 +163,44 @@ def _pow2(n: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, 1 << max(0, (n - 1).bit_length())))
 
 
+TILES_ENV = "ETRAIN_TRITON_TILES"
+
+
+def parse_tiles(spec: str) -> TileConfig:
+    """``"BM,BN,BK,BQ[,num_warps[,num_stages]]"`` -> TileConfig. Tiles must be powers of two in [16, 256] (tl.dot
+    needs >= 16 on every side), warps a power of two in [1, 32], stages in [1, 8]."""
+    parts = [p.strip() for p in spec.split(",")]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if not 4 <= len(vals) <= 6 or len(vals) != len(parts):
+        raise ValueError(f"{TILES_ENV} must be BM,BN,BK,BQ[,num_warps[,num_stages]] (integers), got {spec!r}")
+    names = ("BM", "BN", "BK", "BQ")
+    for name, v in zip(names, vals[:4]):
+        if not (16 <= v <= 256 and v & (v - 1) == 0):
+            raise ValueError(f"{TILES_ENV}: {name} must be a power of two in [16, 256], got {v} (from {spec!r})")
+    cfg = TileConfig(*vals[:4], num_warps=8 if vals[0] >= 128 else 4, num_stages=3)
+    if len(vals) > 4:
+        w = vals[4]
+        if not (1 <= w <= 32 and w & (w - 1) == 0):
+            raise ValueError(f"{TILES_ENV}: num_warps must be a power of two in [1, 32], got {w} (from {spec!r})")
+        cfg = dataclasses.replace(cfg, num_warps=w)
+    if len(vals) > 5:
+        if not 1 <= vals[5] <= 8:
+            raise ValueError(f"{TILES_ENV}: num_stages must be in [1, 8], got {vals[5]} (from {spec!r})")
+        cfg = dataclasses.replace(cfg, num_stages=vals[5])
+    return cfg
+
+
 def config_for(Mo: int, No: int, Mi: int, Ni: int) -> TileConfig:
-    """Tiles for an [Mo, No] output from an [Mi, Ni] input: at most 128 x 64 output and 64 x 32 input tiles, the
-    fastest of scripts/bench_gpu.py --sweep in TF32 on an H200 (256x3x224^2 -> 160: 0.58 ms, vs 2.4 ms for 64 x 64 x
-    32 x 32); smaller for small planes, so the interpreter and small images waste little on padding."""
+    """Tiles for an [Mo, No] output from an [Mi, Ni] input: ``ETRAIN_TRITON_TILES`` when set (parse_tiles; the tiling
+    tests force small tiles with it so that every loop runs several times), else at most 128 x 64 output and 64 x 32
+    input tiles, the fastest of scripts/bench_gpu.py --sweep in TF32 on an H200 (256x3x224^2 -> 160: 0.58 ms, vs 2.4
+    ms for 64 x 64 x 32 x 32); smaller for small planes, so the interpreter and small images waste little on padding."""
+    forced = os.environ.get(TILES_ENV, "").strip()
+    if forced:
+        return parse_tiles(forced)
     BM = _pow2(Mo, 16, 128)
     return TileConfig(BM=BM, BN=_pow2(No, 16, 64), BK=_pow2(Mi, 16, 64), BQ=_pow2(Ni, 16, 32),
                       num_warps=8 if BM >= 128 else 4, num_stages=3)
