@@ -366,3 +366,53 @@ def test_tile_spec_parsing(monkeypatch):
         lt.config_for(8, 8, 16, 16)
     monkeypatch.delenv(lt.TILES_ENV)
     assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8, num_stages=3)
+
+
+def _bench_gpu():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "bench_gpu.py")
+    spec = importlib.util.spec_from_file_location("bench_gpu_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@runs_kernel
+def test_sweep_checks_each_configuration_before_timing_it():
+    # scripts/bench_gpu.py --sweep runs sweep_one per tile configuration: a right one is timed, a wrong one (here
+    # the crop with one 16 x 16 output tile missing, what a dropped tile offset gives) is flagged and never timed.
+    bench = _bench_gpu()
+    x = torch.randn(1, 2, 40, 36, generator=torch.Generator().manual_seed(23)).to(KDEV)
+    ref = et.lowfreq_crop(x.cpu(), (18, 20))  # the GEMM path (the sweep uses cuBLAS's)
+    bands = lt.BandCache()
+    timed = []
+
+    def timer(f):
+        f()
+        timed.append(True)
+        return 1.0
+
+    def right(c):
+        return lt.crop(x, (18, 20), bands, c)
+
+    def tile_missing(c):
+        out = right(c)
+        out[..., 16:, :16] = 0
+        return out
+
+    good = bench.sweep_one("crop", "highest", SMALL_TILES, right, ref, timer)
+    assert not good["wrong"] and good["ms"] == 1.0 and good["max_rel_err"] < 1e-5 and len(timed) == 1
+    bad = bench.sweep_one("crop", "medium", SMALL_TILES, tile_missing, ref, timer)
+    assert bad["wrong"] and bad["ms"] is None and bad["max_rel_err"] > 0.05 and len(timed) == 1
+
+    def nan(c):
+        return right(c) * float("nan")
+
+    assert bench.sweep_one("crop", "medium", SMALL_TILES, nan, ref, timer)["wrong"] and len(timed) == 1
+
+    def raises(c):
+        raise RuntimeError("out of resources: shared memory")
+
+    row = bench.sweep_one("pad", "high", SMALL_TILES, raises, ref, timer)
+    assert row["failed"] == "RuntimeError" and row["ms"] is None and len(timed) == 1
