@@ -416,3 +416,103 @@ def test_sweep_checks_each_configuration_before_timing_it():
 
     row = bench.sweep_one("pad", "high", SMALL_TILES, raises, ref, timer)
     assert row["failed"] == "RuntimeError" and row["ms"] is None and len(timed) == 1
+
+
+def test_band_cache_hit_is_atomic_against_an_eviction():
+    # Deterministic form of the race: thread 1's hit pauses between the lookup and move_to_end while thread 2 inserts
+    # enough keys to evict it. With the lock, thread 2 waits (the pause times out) and both finish; without it, thread
+    # 2 evicts the key and thread 1's move_to_end raises KeyError.
+    import threading
+    from collections import OrderedDict
+
+    cache = lt.BandCache(capacity=2)
+    x = torch.zeros(1, 12, 12)
+    cache.get(x, 12, 12, 4, 4)
+    paused, evicted, errors = threading.Event(), threading.Event(), []
+
+    class PausingDict(OrderedDict):
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            if threading.current_thread().name == "hit" and not paused.is_set():
+                paused.set()
+                evicted.wait(0.5)
+            return value
+
+    cache._entries = PausingDict(cache._entries)
+
+    def run(fn):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    def evict():
+        paused.wait(5)
+        for b in (2, 3, 5):
+            cache.get(x, 12, 12, b, b)
+        evicted.set()
+
+    threads = [threading.Thread(target=run, args=(lambda: cache.get(x, 12, 12, 4, 4),), name="hit"),
+               threading.Thread(target=run, args=(evict,), name="evict")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert list(cache._entries) == [(12, 12, b, b, x.device) for b in (3, 5)]
+
+
+def test_band_cache_treats_graph_capture_as_a_miss(monkeypatch):
+    # While a CUDA graph is being captured the cache neither hands out a cached entry (a later eviction would free
+    # memory the graph reads) nor stores what the graph builds (its private pool is reused later).
+    cache = lt.BandCache()
+    x = torch.zeros(1, 8, 8)
+    cached = cache.get(x, 8, 8, 4, 4)
+    monkeypatch.setattr(lt, "_capturing", lambda t: True)
+    during = cache.get(x, 8, 8, 4, 4)
+    assert during is not cached and torch.equal(during.R_h, cached.R_h)
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(during.tensors(), cached.tensors()))
+    cache.get(x, 8, 8, 2, 2)
+    assert len(cache) == 1
+    monkeypatch.setattr(lt, "_capturing", lambda t: False)
+    assert cache.get(x, 8, 8, 4, 4) is cached
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
+def test_band_cache_hit_on_another_stream_waits_for_the_build():
+    # The build is queued on stream A behind a long sleep; a hit on stream B must wait for it (the entry's event)
+    # before reading the matrices, or it copies memory that has not been written yet.
+    cache = lt.BandCache()
+    x = torch.zeros(1, 64, 64, device="cuda")
+    a, b = torch.cuda.Stream(), torch.cuda.Stream()
+    with torch.cuda.stream(a):
+        torch.cuda._sleep(200_000_000)  # ~0.1 s of GPU time
+        cache.get(x, 64, 64, 30, 30)
+    with torch.cuda.stream(b):
+        hit = cache.get(x, 64, 64, 30, 30)
+        copy = hit.R_h.clone()
+    torch.cuda.synchronize()
+    R, _ = lt.band_vectors(64, 30, torch.device("cpu"))
+    assert torch.allclose(copy.cpu(), R.float(), atol=1e-6)
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
+def test_triton_capture_does_not_use_cached_bands(monkeypatch):
+    # A size already cached: the graph must not point to the cached matrices, which eviction may free later.
+    monkeypatch.setenv("ETRAIN_LOWFREQ_BACKEND", "triton")
+    x = torch.randn(2, 3, 40, 36, device="cuda")
+    ref = et.lowfreq_crop(x.cpu().double(), (18, 20))
+    et.lowfreq_crop(x, (18, 20))  # cached now
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.cuda.graph(g):
+        out = et.lowfreq_crop(x, (18, 20))
+    torch.cuda.current_stream().wait_stream(s)
+    lowfreq_mod._TRITON_BANDS._entries.clear()  # evict everything: the graph must not depend on it
+    torch.cuda.empty_cache()
+    junk = [torch.full((1 << 20,), 7.0, device="cuda") for _ in range(8)]
+    g.replay()
+    torch.cuda.synchronize()
+    assert _rel(out, ref) < 1e-5
+    del junk

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 import dataclasses
@@ -94,6 +95,10 @@ class _Bands:
     a_h: torch.Tensor  # [bh] alternating signs
     a_w: torch.Tensor  # [bw]
     stream: int = 0  # the CUDA stream they were built on (set by BandCache), for record_stream on others
+    ready: object = None  # CUDA: a torch.cuda.Event recorded on that stream after the build
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.R_h, self.R_w, self.v_h, self.v_w, self.a_h, self.a_w
 
 
 def _build_bands(H: int, W: int, bh: int, bw: int, device: torch.device) -> _Bands:
@@ -104,44 +109,67 @@ def _build_bands(H: int, W: int, bh: int, bw: int, device: torch.device) -> _Ban
                   _alternating(bw, device).to(f32))
 
 
+def _capturing(t: torch.Tensor) -> bool:
+    """Whether t's device's current stream is being captured into a CUDA graph."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 class BandCache:
     """Band matrices per (H, W, bh, bw, device), built on the device and reused; bounded, least recently used out.
 
-    Safe under CUDA graphs: a miss while the current stream is being captured builds the matrices inside the graph
-    (recomputed at every replay, a few thousand elements) and does not cache them, since the graph's private pool
-    may hand that memory to someone else later. A hit used on another stream than the one it was built on is
-    ``record_stream``-ed, so evicting it cannot free memory that stream still reads. Under tracing (torch.compile,
-    fake tensors) nothing is cached: the construction is traced into the graph."""
+    * CUDA graphs: while the current stream is being captured every call is a miss. The matrices are built inside
+      the graph (recomputed at every replay, a few thousand elements) and not cached, since the graph's private pool
+      may hand that memory to someone else later; and no cached entry goes into the graph, since a later eviction
+      would free memory the graph keeps reading.
+    * Streams: an entry records an event on its building stream after the build. A hit on another stream waits on
+      it (so it never reads a matrix whose build has not run yet) and is ``record_stream``-ed there (so evicting it
+      cannot free memory that stream still reads). Two threads that build the same key keep the first entry; the
+      other thread uses it through the same wait.
+    * Threads: the dictionary is guarded by a lock (the LRU reordering of a hit mutates it too).
+    * Tracing (torch.compile, fake tensors): nothing is cached, the construction is traced into the graph."""
 
     def __init__(self, capacity: int = 64):
         self.capacity = capacity
         self._entries: OrderedDict[tuple, _Bands] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, t: torch.Tensor, H: int, W: int, bh: int, bw: int) -> _Bands:
-        if type(t) is not torch.Tensor or torch.compiler.is_compiling():  # fake / functional / traced
+        if type(t) is not torch.Tensor or torch.compiler.is_compiling() or _capturing(t):
             return _build_bands(H, W, bh, bw, t.device)
         key = (H, W, bh, bw, t.device)
-        hit = self._entries.get(key)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
         if hit is not None:
-            self._entries.move_to_end(key)
-            if t.is_cuda:
-                stream = torch.cuda.current_stream(t.device)
-                if stream.cuda_stream != hit.stream:
-                    for m in (hit.R_h, hit.R_w, hit.v_h, hit.v_w, hit.a_h, hit.a_w):
-                        m.record_stream(stream)
-            return hit
-        bands = _build_bands(H, W, bh, bw, t.device)
+            return self._use(hit, t)
+        bands = _build_bands(H, W, bh, bw, t.device)  # outside the lock: device work
         if t.is_cuda:
-            if torch.cuda.is_current_stream_capturing():
-                return bands
-            bands = dataclasses.replace(bands, stream=torch.cuda.current_stream(t.device).cuda_stream)
-        self._entries[key] = bands
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-        return bands
+            stream = torch.cuda.current_stream(t.device)
+            ready = torch.cuda.Event()
+            ready.record(stream)
+            bands = dataclasses.replace(bands, stream=stream.cuda_stream, ready=ready)
+        with self._lock:
+            kept = self._entries.setdefault(key, bands)  # another thread may have inserted it meanwhile
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return self._use(kept, t) if kept is not bands else bands
+
+    @staticmethod
+    def _use(entry: _Bands, t: torch.Tensor) -> _Bands:
+        if t.is_cuda:
+            stream = torch.cuda.current_stream(t.device)
+            if stream.cuda_stream != entry.stream:
+                if entry.ready is not None:
+                    stream.wait_event(entry.ready)
+                for m in entry.tensors():
+                    m.record_stream(stream)
+        return entry
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)
 
 
 # --------------------------------------------------------------------------------------------------------- kernel
