@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <tuple>
@@ -38,13 +39,17 @@ at::Tensor pad_rows(const at::Tensor& m, at::ScalarType dtype, int64_t row_multi
 
 // A bounded, thread-safe cache of band matrices. Each entry carries a tag (CUDA: the stream it was built on).
 // Past `capacity` entries the oldest is dropped: a caller still using it holds its own reference, and CUDA
-// callers on other streams record their stream on it (see lowfreq_cuda.cu), so dropping never frees in-flight data.
+// callers on other streams record their stream on it (see lowfreq_cuda.cu), so dropping never frees in-flight data;
+// they also wait on the entry's `ready` event, so they never read a matrix before its build has run.
 class BandCache {
  public:
   using Key = std::tuple<int64_t, int64_t, bool, int, int, int, int64_t>;  // n, b, nyquist, dtype, device, rows
   struct Entry {
     at::Tensor matrix;
     int64_t tag = 0;
+    // CUDA: an at::cuda::CUDAEvent recorded on the building stream after the build (type-erased: this header is
+    // also compiled without CUDA). A hit on another stream waits on it before using the matrix.
+    std::shared_ptr<void> ready;
   };
   explicit BandCache(size_t capacity = 256) : capacity_(capacity) {}
   std::optional<Entry> find(const Key& key) const;
