@@ -5,6 +5,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <vector>
+
 namespace etrain::lowfreq {
 namespace {
 
@@ -87,13 +90,201 @@ at::Tensor band_matrix_cpu(int64_t n, int64_t b, bool with_nyquist, at::ScalarTy
   return cache->insert(key, {pad_rows(make_band_matrix(n, b, with_nyquist), dtype, row_multiple)}).matrix;
 }
 
-constexpr DeviceHooks kCpuHooks{&crop_epilogue_cpu, &pad_prologue_cpu, &band_matrix_cpu, /*row_multiple=*/1};
+// Rows padded to multiples of 8 as on CUDA: a band of 161 rows (160 + the Nyquist row) made MKL's tall GEMM ~1.3x
+// slower than 168 (unaligned leading dimensions).
+constexpr DeviceHooks kCpuHooks{&crop_epilogue_cpu, &pad_prologue_cpu, &band_matrix_cpu, /*row_multiple=*/8,
+                                /*rows_first_on_tie=*/true};
 
 }  // namespace
 
-// The GEMMs are whole-batch calls so that MKL/oneDNN thread them; an earlier variant ran both GEMMs per plane
-// inside at::parallel_for and slowed down ~50x when another process competed for the cores.
-at::Tensor lowfreq_crop_cpu(const at::Tensor& x, at::IntArrayRef size) { return lowfreq_crop_generic(x, size, kCpuHooks); }
+// ---- the crop by folded GEMMs (CPU) ----
+// The band matrix R [b (+1 Nyquist row), n] is centro-symmetric: R[-r mod b, -p mod n] = R[r, p] (the kept
+// frequencies are symmetric), and the Nyquist row v is antisymmetric (v[-p] = -v[p]). With u_p = x_p + x_{n-p} and
+// w_p = x_p - x_{n-p} over the pairs p = 1..(n-1)/2 (u_0 = x_0, and u_{n/2} = x_{n/2} for even n):
+//     y[r] = E_r . u + O_r . w,   y[b - r] = E_r . u - O_r . w,
+// E = (R + R[:, -p]) / 2 on rows 0..b/2, O = (R - R[:, -p]) / 2 on rows 1..(b-1)/2 (+ the Nyquist row), each on
+// half the columns. Folding both axes of x once (one elementwise pass) halves the FLOPs of both GEMMs; the epilogue
+// unfolds the four products (E x E, E x O, O x E, O x O) and applies the Nyquist correction (the O x O corner).
+// Every dimension is zero-padded to a multiple of 8 (aligned leading dimensions for MKL).
+namespace {
+
+int64_t pad8(int64_t k) { return (k + 7) / 8 * 8; }
+
+struct FoldedAxis {
+  int64_t n = 0, b = 0;
+  int64_t ne = 0, no = 0;  // u and w entries: n/2 + 1 and (n-1)/2
+  int64_t re = 0, rp = 0;  // E rows (outputs 0..b/2) and paired outputs (1..(b-1)/2; output b - r mirrors r)
+  int64_t ro = 0;          // O rows: rp, + the Nyquist row
+  at::Tensor E, O;         // [pad8(re), pad8(ne)], [pad8(ro), pad8(no)], compute dtype
+};
+
+FoldedAxis folded_axis(int64_t n, int64_t b, bool nyq, at::ScalarType dtype) {
+  FoldedAxis a;
+  a.n = n, a.b = b, a.ne = n / 2 + 1, a.no = (n - 1) / 2, a.re = b / 2 + 1, a.rp = (b - 1) / 2;
+  a.ro = a.rp + (nyq ? 1 : 0);
+  static auto* cache = new BandCache();  // E and O per (n, b, nyq, dtype), tagged -1 / -2 in the row field
+  const auto cpu = at::Device(at::kCPU);
+  const auto ke = band_key(n, b, nyq, dtype, cpu, -1), ko = band_key(n, b, nyq, dtype, cpu, -2);
+  auto e = cache->find(ke), o = cache->find(ko);
+  if (e && o) {
+    a.E = e->matrix, a.O = o->matrix;
+    return a;
+  }
+  const auto R = make_band_matrix(n, b, nyq);  // [b (+1), n] double
+  const auto flip = at::remainder(at::arange(n, at::kLong).neg(), n);
+  const auto Rf = R.index_select(1, flip);
+  const auto Ep = (R + Rf) * 0.5, Op = (R - Rf) * 0.5;
+  auto E = at::zeros({pad8(a.re), pad8(a.ne)}, at::kDouble);
+  auto O = at::zeros({pad8(a.ro), pad8(a.no)}, at::kDouble);
+  E.narrow(0, 0, a.re).narrow(1, 0, a.ne).copy_(Ep.narrow(0, 0, a.re).narrow(1, 0, a.ne));
+  if (a.no > 0) {
+    if (a.rp > 0) O.narrow(0, 0, a.rp).narrow(1, 0, a.no).copy_(Op.narrow(0, 1, a.rp).narrow(1, 1, a.no));
+    if (nyq) O[a.rp].narrow(0, 0, a.no).copy_(Op[b].narrow(0, 1, a.no));
+  }
+  a.E = cache->insert(ke, {E.to(dtype)}).matrix;
+  a.O = cache->insert(ko, {O.to(dtype)}).matrix;
+  return a;
+}
+
+// One row of t (n values) folded into out: u in [0, ne), zeros up to pad8(ne), w from there, zeros to the end.
+template <typename acc_t>
+inline void fold_row(const acc_t* t, acc_t* out, const FoldedAxis& a) {
+  const int64_t n = a.n, ne8 = pad8(a.ne), width = ne8 + pad8(a.no);
+  out[0] = t[0];
+  for (int64_t c = 1; c <= a.no; ++c) out[c] = t[c] + t[n - c];
+  if (n % 2 == 0 && n > 1) out[n / 2] = t[n / 2];
+  for (int64_t c = a.ne; c < ne8; ++c) out[c] = 0;
+  acc_t* w = out + ne8;
+  for (int64_t k = 0; k < a.no; ++k) w[k] = t[k + 1] - t[n - 1 - k];
+  for (int64_t k = ne8 + a.no; k < width; ++k) out[k] = 0;
+}
+
+// x [P, H, W] -> xu [P, pad8(ne_h), width_w] (rows x_i + x_{H-i}) and xw [P, pad8(no_h), width_w] (x_p - x_{H-p}),
+// each row folded along W as well.
+template <typename in_t, typename acc_t>
+void fold_kernel(const in_t* x, acc_t* xu, acc_t* xw, int64_t P, const FoldedAxis& h, const FoldedAxis& w) {
+  const int64_t H = h.n, W = w.n, width = pad8(w.ne) + pad8(w.no), ue = pad8(h.ne), wo = pad8(h.no);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> t(W);
+    for (int64_t p = begin; p < end; ++p) {
+      const in_t* xp = x + p * H * W;
+      acc_t* up = xu + p * ue * width;
+      acc_t* wp = xw + p * wo * width;
+      for (int64_t i = 0; i < h.ne; ++i) {
+        const int64_t j = (H - i) % H;
+        const in_t* ri = xp + i * W;
+        const in_t* rj = xp + j * W;
+        if (j == i) {
+          for (int64_t c = 0; c < W; ++c) t[c] = static_cast<acc_t>(ri[c]);
+        } else {
+          for (int64_t c = 0; c < W; ++c) t[c] = static_cast<acc_t>(ri[c]) + static_cast<acc_t>(rj[c]);
+        }
+        fold_row(t.data(), up + i * width, w);
+      }
+      std::fill(up + h.ne * width, up + ue * width, acc_t(0));
+      for (int64_t k = 0; k < h.no; ++k) {
+        const in_t* ri = xp + (k + 1) * W;
+        const in_t* rj = xp + (H - 1 - k) * W;
+        for (int64_t c = 0; c < W; ++c) t[c] = static_cast<acc_t>(ri[c]) - static_cast<acc_t>(rj[c]);
+        fold_row(t.data(), wp + k * width, w);
+      }
+      std::fill(wp + h.no * width, wp + wo * width, acc_t(0));
+    }
+  });
+}
+
+// Unfolds the four products into y [P, bh, bw] and applies the Nyquist correction (-(-1)^(m+n) times the O x O
+// product of the two Nyquist rows).
+template <typename out_t, typename acc_t>
+void unfold_kernel(const acc_t* AA, const acc_t* AB, const acc_t* BA, const acc_t* BB, out_t* y, int64_t P,
+                   const FoldedAxis& h, const FoldedAxis& w, bool correction) {
+  const int64_t bh = h.b, bw = w.b, re8h = pad8(h.re), ro8h = pad8(h.ro), re8w = pad8(w.re), ro8w = pad8(w.ro);
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> ea(w.re), o(w.rp + 1), row(bw);
+    for (int64_t p = begin; p < end; ++p) {
+      const acc_t* aa = AA + p * re8h * re8w;
+      const acc_t* ab = AB + p * re8h * ro8w;
+      const acc_t* ba = BA + p * ro8h * re8w;
+      const acc_t* bb = BB + p * ro8h * ro8w;
+      const acc_t c = correction ? bb[h.rp * ro8w + w.rp] : acc_t(0);
+      out_t* yp = y + p * bh * bw;
+      for (int64_t m = 0; m < bh; ++m) {
+        // output row m: E row i (and O row i - 1 with sign s when row m is paired, mirrored for m > b/2)
+        const bool mirrored = m >= h.re;
+        const int64_t i = mirrored ? bh - m : m;
+        const bool paired = i >= 1 && i <= h.rp;
+        const acc_t s = mirrored ? acc_t(-1) : acc_t(1);
+        for (int64_t j = 0; j < w.re; ++j) ea[j] = aa[i * re8w + j];
+        for (int64_t k = 0; k < w.rp; ++k) o[k] = ab[i * ro8w + k];
+        if (paired) {
+          for (int64_t j = 0; j < w.re; ++j) ea[j] += s * ba[(i - 1) * re8w + j];
+          for (int64_t k = 0; k < w.rp; ++k) o[k] += s * bb[(i - 1) * ro8w + k];
+        }
+        row[0] = ea[0];
+        for (int64_t r = 1; r <= w.rp; ++r) {
+          row[r] = ea[r] + o[r - 1];
+          row[bw - r] = ea[r] - o[r - 1];
+        }
+        if (bw % 2 == 0 && bw > 1) row[bw / 2] = ea[bw / 2];
+        const acc_t cm = (m & 1) ? -c : c;
+        out_t* yr = yp + m * bw;
+        for (int64_t n = 0; n < bw; n += 2) yr[n] = static_cast<out_t>(row[n] - cm);
+        for (int64_t n = 1; n < bw; n += 2) yr[n] = static_cast<out_t>(row[n] + cm);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor lowfreq_crop_cpu(const at::Tensor& x, at::IntArrayRef size) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const auto [bh, bw] = check_args(x, size, "lowfreq_crop", /*crop=*/true);
+  const int64_t H = x.size(-2), W = x.size(-1);
+  std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+  sizes[sizes.size() - 2] = bh;
+  sizes[sizes.size() - 1] = bw;
+  auto y = at::empty(sizes, x.options().memory_format(at::MemoryFormat::Contiguous));
+  if (y.numel() == 0) return y;
+  const int64_t P = x.numel() / (H * W);
+  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const bool corr = needs_correction(H, bh, W, bw);
+  const auto h = folded_axis(H, bh, corr, ct), w = folded_axis(W, bw, corr, ct);
+  const auto xc = x.contiguous();
+  const int64_t width = pad8(w.ne) + pad8(w.no);
+  auto xu = at::empty({P, pad8(h.ne), width}, x.options().dtype(ct));
+  auto xw = at::empty({P, pad8(h.no), width}, x.options().dtype(ct));
+  AT_DISPATCH_FLOATING_TYPES(ct, "lowfreq_crop_fold", [&] {
+    using acc_t = scalar_t;
+    acc_t* u = xu.mutable_data_ptr<acc_t>();
+    acc_t* v = xw.mutable_data_ptr<acc_t>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "lowfreq_crop_fold_in", [&] {
+      fold_kernel<scalar_t, acc_t>(xc.const_data_ptr<scalar_t>(), u, v, P, h, w);
+    });
+  });
+  // Rows first: s_A = E_h u, s_B = O_h w (batched against the shared matrix), then each against E_w^T and O_w^T
+  // as tall GEMMs over all planes.
+  const int64_t ne8w = pad8(w.ne), no8w = pad8(w.no);
+  const auto sA = at::bmm(h.E.expand({P, h.E.size(0), h.E.size(1)}), xu).view({-1, width});
+  const auto sB = at::bmm(h.O.expand({P, h.O.size(0), h.O.size(1)}), xw).view({-1, width});
+  const auto AA = at::mm(sA.narrow(1, 0, ne8w), w.E.t()), AB = at::mm(sA.narrow(1, ne8w, no8w), w.O.t());
+  const auto BA = at::mm(sB.narrow(1, 0, ne8w), w.E.t()), BB = at::mm(sB.narrow(1, ne8w, no8w), w.O.t());
+  AT_DISPATCH_FLOATING_TYPES(ct, "lowfreq_crop_unfold", [&] {
+    using acc_t = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "lowfreq_crop_unfold_out", [&] {
+      unfold_kernel<scalar_t, acc_t>(AA.const_data_ptr<acc_t>(), AB.const_data_ptr<acc_t>(),
+                                     BA.const_data_ptr<acc_t>(), BB.const_data_ptr<acc_t>(),
+                                     y.mutable_data_ptr<scalar_t>(), P, h, w, corr);
+    });
+  });
+  return y;
+}
+
+// The pad (the adjoint) and the GEMM form run whole-batch GEMMs so that MKL/oneDNN thread them; an earlier variant
+// ran both GEMMs per plane inside at::parallel_for and slowed down ~50x when another process competed for the cores.
+at::Tensor lowfreq_crop_gemm_cpu(const at::Tensor& x, at::IntArrayRef size) {
+  return lowfreq_crop_generic(x, size, kCpuHooks);
+}
 at::Tensor lowfreq_pad_cpu(const at::Tensor& y, at::IntArrayRef size) { return lowfreq_pad_generic(y, size, kCpuHooks); }
 
 }  // namespace etrain::lowfreq

@@ -126,7 +126,8 @@ at::Tensor band_matrix_cuda(int64_t n, int64_t b, bool with_nyquist, at::ScalarT
 
 // Rows padded to multiples of 8 keep every GEMM operand's leading dimension 16-byte aligned, which lets cuBLAS
 // use its vectorised kernels (an odd width such as 161 forces its slow unaligned ones).
-constexpr DeviceHooks kCudaHooks{&crop_epilogue_cuda, &pad_prologue_cuda, &band_matrix_cuda, /*row_multiple=*/8};
+constexpr DeviceHooks kCudaHooks{&crop_epilogue_cuda, &pad_prologue_cuda, &band_matrix_cuda, /*row_multiple=*/8,
+                                 /*rows_first_on_tie=*/false};
 
 }  // namespace
 
