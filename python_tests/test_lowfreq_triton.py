@@ -152,6 +152,8 @@ def test_precision_follows_torch_float32_matmul_precision():
     for torch_prec, tl_prec in (("highest", "ieee"), ("high", "tf32x3"), ("medium", "tf32")):
         torch.set_float32_matmul_precision(torch_prec)
         assert lt.precision() == tl_prec
+        # 16-bit inputs: TF32 for bf16 (exact inputs, tolerance 2^-8), tf32x3 for fp16 (11-bit mantissa)
+        assert (lt.precision(torch.bfloat16), lt.precision(torch.float16)) == ("tf32", "tf32x3")
 
 
 def test_band_vectors_match_the_dft_sum():
@@ -318,6 +320,8 @@ def test_side_stream_use_survives_cache_eviction(monkeypatch):
 # torch.fft reference (lowfreq_reference.py), on odd, even, mixed and non-square sizes; the pad at the same sizes
 # runs its own (transposed) tile counts.
 SMALL_TILES = lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=1)
+# the same with a second row accumulator per program (BM + BM2 = 32 rows): both row blocks and several row groups
+SPLIT_TILES = lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=1, BM2=16)
 # (H, W, bh, bw): even band on even sizes (Nyquist term, 3 K and 3 Q tiles, 2 x 2 output tiles); odd everything;
 # even band on odd sizes (Nyquist term with ragged last tiles); odd-by-even; an output of exactly two tiles per axis
 TILING_SHAPES = [(40, 36, 18, 20), (37, 41, 19, 17), (37, 41, 18, 20), (35, 48, 21, 32), (48, 33, 32, 17)]
@@ -332,20 +336,22 @@ def _fft_pad(y: torch.Tensor, size) -> torch.Tensor:
 
 
 @runs_kernel
+@pytest.mark.parametrize("tiles", [SMALL_TILES, SPLIT_TILES], ids=["16", "16+16"])
 @pytest.mark.parametrize("H,W,bh,bw", TILING_SHAPES)
-def test_small_tiles_crop_and_pad_match_torch_fft(H, W, bh, bw):
+def test_small_tiles_crop_and_pad_match_torch_fft(H, W, bh, bw, tiles):
     g = torch.Generator().manual_seed(H * 1000 + W * 10 + bh)
     x = torch.randn(1, 3, H, W, generator=g)
     y = torch.randn(1, 3, bh, bw, generator=g)
     bands = lt.BandCache()
-    assert _rel(lt.crop(x.to(KDEV), (bh, bw), bands, SMALL_TILES), ref_crop(x, (bh, bw))) < 1e-5
-    assert _rel(lt.pad(y.to(KDEV), (H, W), bands, SMALL_TILES), _fft_pad(y, (H, W))) < 1e-5
+    assert _rel(lt.crop(x.to(KDEV), (bh, bw), bands, tiles), ref_crop(x, (bh, bw))) < 1e-5
+    assert _rel(lt.pad(y.to(KDEV), (H, W), bands, tiles), _fft_pad(y, (H, W))) < 1e-5
 
 
 @runs_kernel
 def test_tiles_forced_by_environment_reach_the_registered_op(monkeypatch):
     monkeypatch.setenv(lt.TILES_ENV, "16,16,16,16")
     assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=3)
+    monkeypatch.setenv(lt.TILES_ENV, "16+16,16,16,16")  # two row accumulators per program, two row groups at 40
     x = torch.randn(2, 2, 40, 36, generator=torch.Generator().manual_seed(21))
     y = torch.randn(2, 2, 18, 20, generator=torch.Generator().manual_seed(22))
     assert _rel(crop_t(x.to(KDEV), (18, 20)), ref_crop(x, (18, 20))) < 1e-5
@@ -356,7 +362,7 @@ def test_tile_spec_parsing(monkeypatch):
     assert lt.parse_tiles("32, 64,16,128") == lt.TileConfig(BM=32, BN=64, BK=16, BQ=128, num_warps=4, num_stages=3)
     assert lt.parse_tiles("128,64,64,32,8,2") == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8,
                                                                num_stages=2)
-    for bad, match in (("16,16,16", "BM,BN,BK,BQ"), ("16,16,16,x", "BM,BN,BK,BQ"), ("16,16,16,24", "BQ must be a "
+    for bad, match in (("16,16,16", "BN,BK,BQ"), ("16,16,16,x", "BN,BK,BQ"), ("16,16,16,24", "BQ must be a "
                        "power of two"), ("8,16,16,16", "BM must be"), ("16,16,512,16", "BK must be"),
                        ("16,16,16,16,3", "num_warps"), ("16,16,16,16,4,0", "num_stages")):
         with pytest.raises(ValueError, match=match):
@@ -365,7 +371,15 @@ def test_tile_spec_parsing(monkeypatch):
     with pytest.raises(ValueError, match=lt.TILES_ENV):
         lt.config_for(8, 8, 16, 16)
     monkeypatch.delenv(lt.TILES_ENV)
-    assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8, num_stages=3)
+    # all output rows in one program: 160 = 128 + 32, 224 = 128 + 128, 18 = 16 + 16, 300 = two groups of 128 + 128
+    assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8, num_stages=3,
+                                                               BM2=32)
+    assert (lt.config_for(224, 224, 160, 160).BM2, lt.config_for(18, 20, 40, 36).BM2) == (128, 16)
+    assert lt.config_for(16, 8, 16, 16).BM2 == 0 and lt.config_for(300, 8, 8, 8).BM2 == 128
+    assert lt.parse_tiles("32+16,16,16,16") == lt.TileConfig(BM=32, BN=16, BK=16, BQ=16, num_warps=4, num_stages=3,
+                                                             BM2=16)
+    with pytest.raises(ValueError, match="BM2 must be"):
+        lt.parse_tiles("32+24,16,16,16")
 
 
 def _bench_gpu():

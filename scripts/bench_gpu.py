@@ -297,13 +297,16 @@ def _sweep_tiles(batch: int, n: int, b: int) -> list[dict]:
     _backend("cublas")
     refs = {"crop": et.lowfreq_crop(x, b), "pad": et.lowfreq_pad(g, n)}
     os.environ.pop("ETRAIN_LOWFREQ_BACKEND", None)
-    configs = [lowfreq_triton.TileConfig(BM=bm, BN=bn, BK=bk, BQ=bq, num_warps=w, num_stages=st)
-               for bm, bn, bk, bq, w, st in [(64, 64, 32, 32, 4, 2), (128, 64, 32, 32, 4, 2), (64, 128, 32, 32, 4, 2),
-                                             (128, 128, 32, 32, 8, 2), (64, 64, 64, 32, 4, 3), (64, 64, 32, 64, 4, 3),
-                                             (128, 64, 64, 32, 8, 3), (32, 32, 32, 32, 4, 2), (256, 64, 32, 32, 8, 2),
-                                             (128, 128, 64, 64, 8, 2)]]
+    # (BM, BM2, BN, BK, BQ, warps, stages): all 160 output rows in one program (128 + 32) with several column and
+    # input tiles; the row-tiled shapes of the previous kernel for comparison (BM2 = 0, two row groups at 160)
+    configs = [lowfreq_triton.TileConfig(BM=bm, BN=bn, BK=bk, BQ=bq, num_warps=w, num_stages=st, BM2=bm2)
+               for bm, bm2, bn, bk, bq, w, st in [
+                   (128, 32, 64, 64, 32, 8, 3), (128, 32, 32, 64, 32, 8, 3), (128, 32, 64, 32, 32, 8, 3),
+                   (128, 32, 64, 32, 64, 8, 3), (128, 32, 128, 32, 32, 8, 2), (128, 32, 32, 32, 32, 4, 3),
+                   (128, 32, 16, 64, 64, 4, 3), (128, 0, 64, 64, 32, 8, 3), (64, 64, 64, 32, 32, 4, 2),
+                   (128, 128, 64, 32, 32, 8, 2)]]
     out = []
-    print("| op | precision | BM | BN | BK | BQ | warps | stages | ms | max rel err vs cuBLAS |")
+    print("| op | precision | BM | BN | BK | BQ | warps | stages | ms | max rel err vs cuBLAS |  (BM as BM+BM2)")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for prec in ("highest", "high", "medium"):
         torch.set_float32_matmul_precision(prec)
@@ -314,7 +317,8 @@ def _sweep_tiles(batch: int, n: int, b: int) -> list[dict]:
             for c in configs:
                 r = sweep_one(op, prec, c, fn, refs[op])
                 out.append(r)
-                head = f"| {op} | {prec} | {c.BM} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | {c.num_stages} |"
+                head = (f"| {op} | {prec} | {c.BM}+{c.BM2} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | "
+                        f"{c.num_stages} |")
                 if r["failed"]:
                     print(f"{head} failed: {r['failed']} | - |")
                 elif r["wrong"]:
