@@ -89,10 +89,11 @@ struct DeviceHooks {
 at::Tensor lowfreq_crop_generic(const at::Tensor& x, at::IntArrayRef size, const DeviceHooks& hooks);
 at::Tensor lowfreq_pad_generic(const at::Tensor& y, at::IntArrayRef size, const DeviceHooks& hooks);
 
-// The CPU crop by folded GEMMs (half the FLOPs, lowfreq_cpu.cpp); lowfreq_crop_gemm_cpu is the plain GEMM form.
+// The CPU crop and pad by folded GEMMs (half the FLOPs, lowfreq_cpu.cpp); the *_gemm_cpu ones: the plain GEMM form.
 at::Tensor lowfreq_crop_cpu(const at::Tensor& x, at::IntArrayRef size);
-at::Tensor lowfreq_crop_gemm_cpu(const at::Tensor& x, at::IntArrayRef size);
 at::Tensor lowfreq_pad_cpu(const at::Tensor& y, at::IntArrayRef size);
+at::Tensor lowfreq_crop_gemm_cpu(const at::Tensor& x, at::IntArrayRef size);
+at::Tensor lowfreq_pad_gemm_cpu(const at::Tensor& y, at::IntArrayRef size);
 #ifdef ETRAIN_WITH_CUDA
 at::Tensor lowfreq_crop_cuda(const at::Tensor& x, at::IntArrayRef size);
 at::Tensor lowfreq_pad_cuda(const at::Tensor& y, at::IntArrayRef size);

@@ -97,7 +97,7 @@ constexpr DeviceHooks kCpuHooks{&crop_epilogue_cpu, &pad_prologue_cpu, &band_mat
 
 }  // namespace
 
-// ---- the crop by folded GEMMs (CPU) ----
+// ---- the crop and the pad by folded GEMMs (CPU) ----
 // The band matrix R [b (+1 Nyquist row), n] is centro-symmetric: R[-r mod b, -p mod n] = R[r, p] (the kept
 // frequencies are symmetric), and the Nyquist row v is antisymmetric (v[-p] = -v[p]). With u_p = x_p + x_{n-p} and
 // w_p = x_p - x_{n-p} over the pairs p = 1..(n-1)/2 (u_0 = x_0, and u_{n/2} = x_{n/2} for even n):
@@ -146,86 +146,95 @@ FoldedAxis folded_axis(int64_t n, int64_t b, bool nyq, at::ScalarType dtype) {
   return a;
 }
 
-// One row of t (n values) folded into out: u in [0, ne), zeros up to pad8(ne), w from there, zeros to the end.
+// n values <-> their fold: e = n/2 + 1 "u" entries (v_0; v_p + v_{n-p} for p = 1..pairs; v_{n/2} for even n) and
+// pairs = (n-1)/2 "w" entries (v_p - v_{n-p}), stored as blocks of e8 and o8 (zero-padded; o8 may hold the Nyquist
+// row too). The crop folds x by (n = H or W) and unfolds its output by (n = b); the pad the other way round.
+struct Layout {
+  int64_t n, e, pairs, e8, o8;
+};
+Layout layout(int64_t n, int64_t o8) { return {n, n / 2 + 1, (n - 1) / 2, pad8(n / 2 + 1), o8}; }
+
+// One row t (n values) folded into out (e8 + o8 values).
 template <typename acc_t>
-inline void fold_row(const acc_t* t, acc_t* out, const FoldedAxis& a) {
-  const int64_t n = a.n, ne8 = pad8(a.ne), width = ne8 + pad8(a.no);
+inline void fold_row(const acc_t* t, acc_t* out, const Layout& a) {
+  const int64_t n = a.n;
   out[0] = t[0];
-  for (int64_t c = 1; c <= a.no; ++c) out[c] = t[c] + t[n - c];
-  if (n % 2 == 0 && n > 1) out[n / 2] = t[n / 2];
-  for (int64_t c = a.ne; c < ne8; ++c) out[c] = 0;
-  acc_t* w = out + ne8;
-  for (int64_t k = 0; k < a.no; ++k) w[k] = t[k + 1] - t[n - 1 - k];
-  for (int64_t k = ne8 + a.no; k < width; ++k) out[k] = 0;
+  for (int64_t c = 1; c <= a.pairs; ++c) out[c] = t[c] + t[n - c];
+  if (n % 2 == 0) out[n / 2] = t[n / 2];
+  std::fill(out + a.e, out + a.e8, acc_t(0));
+  acc_t* w = out + a.e8;
+  for (int64_t k = 0; k < a.pairs; ++k) w[k] = t[k + 1] - t[n - 1 - k];
+  std::fill(w + a.pairs, w + a.o8, acc_t(0));
 }
 
-// x [P, H, W] -> xu [P, pad8(ne_h), width_w] (rows x_i + x_{H-i}) and xw [P, pad8(no_h), width_w] (x_p - x_{H-p}),
-// each row folded along W as well.
+// v [P, h.n, w.n] -> va [P, h.e8, width] (row folds u) and vb [P, h.o8, width] (row folds w), each row folded along
+// the columns as well (width = w.e8 + w.o8).
 template <typename in_t, typename acc_t>
-void fold_kernel(const in_t* x, acc_t* xu, acc_t* xw, int64_t P, const FoldedAxis& h, const FoldedAxis& w) {
-  const int64_t H = h.n, W = w.n, width = pad8(w.ne) + pad8(w.no), ue = pad8(h.ne), wo = pad8(h.no);
+void fold_kernel(const in_t* v, acc_t* va, acc_t* vb, int64_t P, const Layout& h, const Layout& w) {
+  const int64_t H = h.n, W = w.n, width = w.e8 + w.o8;
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> t(W);
     for (int64_t p = begin; p < end; ++p) {
-      const in_t* xp = x + p * H * W;
-      acc_t* up = xu + p * ue * width;
-      acc_t* wp = xw + p * wo * width;
-      for (int64_t i = 0; i < h.ne; ++i) {
+      const in_t* vp = v + p * H * W;
+      acc_t* ap = va + p * h.e8 * width;
+      acc_t* bp = vb + p * h.o8 * width;
+      for (int64_t i = 0; i < h.e; ++i) {
         const int64_t j = (H - i) % H;
-        const in_t* ri = xp + i * W;
-        const in_t* rj = xp + j * W;
+        const in_t* ri = vp + i * W;
+        const in_t* rj = vp + j * W;
         if (j == i) {
           for (int64_t c = 0; c < W; ++c) t[c] = static_cast<acc_t>(ri[c]);
         } else {
           for (int64_t c = 0; c < W; ++c) t[c] = static_cast<acc_t>(ri[c]) + static_cast<acc_t>(rj[c]);
         }
-        fold_row(t.data(), up + i * width, w);
+        fold_row(t.data(), ap + i * width, w);
       }
-      std::fill(up + h.ne * width, up + ue * width, acc_t(0));
-      for (int64_t k = 0; k < h.no; ++k) {
-        const in_t* ri = xp + (k + 1) * W;
-        const in_t* rj = xp + (H - 1 - k) * W;
+      std::fill(ap + h.e * width, ap + h.e8 * width, acc_t(0));
+      for (int64_t k = 0; k < h.pairs; ++k) {
+        const in_t* ri = vp + (k + 1) * W;
+        const in_t* rj = vp + (H - 1 - k) * W;
         for (int64_t c = 0; c < W; ++c) t[c] = static_cast<acc_t>(ri[c]) - static_cast<acc_t>(rj[c]);
-        fold_row(t.data(), wp + k * width, w);
+        fold_row(t.data(), bp + k * width, w);
       }
-      std::fill(wp + h.no * width, wp + wo * width, acc_t(0));
+      std::fill(bp + h.pairs * width, bp + h.o8 * width, acc_t(0));
     }
   });
 }
 
-// Unfolds the four products into y [P, bh, bw] and applies the Nyquist correction (-(-1)^(m+n) times the O x O
-// product of the two Nyquist rows).
+// Unfolds the four products AA [P, h.e8, w.e8], AB [P, h.e8, w.o8], BA [P, h.o8, w.e8], BB [P, h.o8, w.o8] into
+// y [P, h.n, w.n]: y[i] = A[i] + B[i - 1], y[n - i] = A[i] - B[i - 1] per axis. With `correction` (the crop),
+// subtracts (-1)^(m+n) BB[nyq_h, nyq_w], the product of the two Nyquist rows.
 template <typename out_t, typename acc_t>
 void unfold_kernel(const acc_t* AA, const acc_t* AB, const acc_t* BA, const acc_t* BB, out_t* y, int64_t P,
-                   const FoldedAxis& h, const FoldedAxis& w, bool correction) {
-  const int64_t bh = h.b, bw = w.b, re8h = pad8(h.re), ro8h = pad8(h.ro), re8w = pad8(w.re), ro8w = pad8(w.ro);
+                   const Layout& h, const Layout& w, bool correction) {
+  const int64_t bh = h.n, bw = w.n;
   at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> ea(w.re), o(w.rp + 1), row(bw);
+    std::vector<acc_t> ea(w.e), o(w.pairs + 1), row(bw);
     for (int64_t p = begin; p < end; ++p) {
-      const acc_t* aa = AA + p * re8h * re8w;
-      const acc_t* ab = AB + p * re8h * ro8w;
-      const acc_t* ba = BA + p * ro8h * re8w;
-      const acc_t* bb = BB + p * ro8h * ro8w;
-      const acc_t c = correction ? bb[h.rp * ro8w + w.rp] : acc_t(0);
+      const acc_t* aa = AA + p * h.e8 * w.e8;
+      const acc_t* ab = AB + p * h.e8 * w.o8;
+      const acc_t* ba = BA + p * h.o8 * w.e8;
+      const acc_t* bb = BB + p * h.o8 * w.o8;
+      const acc_t c = correction ? bb[h.pairs * w.o8 + w.pairs] : acc_t(0);
       out_t* yp = y + p * bh * bw;
       for (int64_t m = 0; m < bh; ++m) {
-        // output row m: E row i (and O row i - 1 with sign s when row m is paired, mirrored for m > b/2)
-        const bool mirrored = m >= h.re;
+        // output row m: A row i (and B row i - 1 with sign s when row m is paired, mirrored for m >= e)
+        const bool mirrored = m >= h.e;
         const int64_t i = mirrored ? bh - m : m;
-        const bool paired = i >= 1 && i <= h.rp;
+        const bool paired = i >= 1 && i <= h.pairs;
         const acc_t s = mirrored ? acc_t(-1) : acc_t(1);
-        for (int64_t j = 0; j < w.re; ++j) ea[j] = aa[i * re8w + j];
-        for (int64_t k = 0; k < w.rp; ++k) o[k] = ab[i * ro8w + k];
+        for (int64_t j = 0; j < w.e; ++j) ea[j] = aa[i * w.e8 + j];
+        for (int64_t k = 0; k < w.pairs; ++k) o[k] = ab[i * w.o8 + k];
         if (paired) {
-          for (int64_t j = 0; j < w.re; ++j) ea[j] += s * ba[(i - 1) * re8w + j];
-          for (int64_t k = 0; k < w.rp; ++k) o[k] += s * bb[(i - 1) * ro8w + k];
+          for (int64_t j = 0; j < w.e; ++j) ea[j] += s * ba[(i - 1) * w.e8 + j];
+          for (int64_t k = 0; k < w.pairs; ++k) o[k] += s * bb[(i - 1) * w.o8 + k];
         }
         row[0] = ea[0];
-        for (int64_t r = 1; r <= w.rp; ++r) {
+        for (int64_t r = 1; r <= w.pairs; ++r) {
           row[r] = ea[r] + o[r - 1];
           row[bw - r] = ea[r] - o[r - 1];
         }
-        if (bw % 2 == 0 && bw > 1) row[bw / 2] = ea[bw / 2];
+        if (bw % 2 == 0) row[bw / 2] = ea[bw / 2];
         const acc_t cm = (m & 1) ? -c : c;
         out_t* yr = yp + m * bw;
         for (int64_t n = 0; n < bw; n += 2) yr[n] = static_cast<out_t>(row[n] - cm);
@@ -235,56 +244,112 @@ void unfold_kernel(const acc_t* AA, const acc_t* AB, const acc_t* BA, const acc_
   });
 }
 
+// The pad's Nyquist term, the adjoint of the crop's correction: -sum (-1)^(m+n) y[m, n] into the folded corner
+// (B row nyq_h, B column nyq_w) of each plane.
+template <typename in_t, typename acc_t>
+void pad_corner_kernel(const in_t* y, acc_t* yb, int64_t P, const Layout& h, const Layout& w) {
+  const int64_t bh = h.n, bw = w.n, width = w.e8 + w.o8;
+  at::parallel_for(0, P, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const in_t* yp = y + p * bh * bw;
+      acc_t s = 0;
+      for (int64_t m = 0; m < bh; ++m) {
+        acc_t r = 0;
+        for (int64_t n = 0; n < bw; ++n) {
+          const acc_t v = static_cast<acc_t>(yp[m * bw + n]);
+          r += (n & 1) ? -v : v;
+        }
+        s += (m & 1) ? -r : r;
+      }
+      yb[p * h.o8 * width + h.pairs * width + w.e8 + w.pairs] = -s;
+    }
+  });
+}
+
+// The shared body: fold `in` [P, Hi, Wi] by (hi, wi), the four half-size GEMMs (rows first: the left matrices are
+// batched against the shared matrix, the right ones run as tall GEMMs over all planes), unfold by (ho, wo) into out.
+// Left: EL [ho.e8, hi.e8], OL [ho.o8, hi.o8]; right: ER [wi.e8, wo.e8], OR [wi.o8, wo.o8] (out = L in R).
+void folded_product(const at::Tensor& in, at::Tensor& out, const Layout& hi, const Layout& wi, const Layout& ho,
+                    const Layout& wo, const at::Tensor& EL, const at::Tensor& OL, const at::Tensor& ER,
+                    const at::Tensor& OR, bool crop_correction, bool pad_corner) {
+  const int64_t P = in.size(0), width = wi.e8 + wi.o8;
+  const auto ct = EL.scalar_type();
+  auto va = at::empty({P, hi.e8, width}, in.options().dtype(ct));
+  auto vb = at::empty({P, hi.o8, width}, in.options().dtype(ct));
+  AT_DISPATCH_FLOATING_TYPES(ct, "lowfreq_fold", [&] {
+    using acc_t = scalar_t;
+    acc_t* a = va.mutable_data_ptr<acc_t>();
+    acc_t* b = vb.mutable_data_ptr<acc_t>();
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, in.scalar_type(), "lowfreq_fold_in", [&] {
+      fold_kernel<scalar_t, acc_t>(in.const_data_ptr<scalar_t>(), a, b, P, hi, wi);
+      if (pad_corner) pad_corner_kernel<scalar_t, acc_t>(in.const_data_ptr<scalar_t>(), b, P, hi, wi);
+    });
+  });
+  const auto sA = at::bmm(EL.expand({P, EL.size(0), EL.size(1)}), va).view({-1, width});
+  const auto sB = at::bmm(OL.expand({P, OL.size(0), OL.size(1)}), vb).view({-1, width});
+  const auto AA = at::mm(sA.narrow(1, 0, wi.e8), ER), AB = at::mm(sA.narrow(1, wi.e8, wi.o8), OR);
+  const auto BA = at::mm(sB.narrow(1, 0, wi.e8), ER), BB = at::mm(sB.narrow(1, wi.e8, wi.o8), OR);
+  AT_DISPATCH_FLOATING_TYPES(ct, "lowfreq_unfold", [&] {
+    using acc_t = scalar_t;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "lowfreq_unfold_out", [&] {
+      unfold_kernel<scalar_t, acc_t>(AA.const_data_ptr<acc_t>(), AB.const_data_ptr<acc_t>(),
+                                     BA.const_data_ptr<acc_t>(), BB.const_data_ptr<acc_t>(),
+                                     out.mutable_data_ptr<scalar_t>(), P, ho, wo, crop_correction);
+    });
+  });
+}
+
+std::vector<int64_t> with_last_two(at::IntArrayRef sizes, int64_t h, int64_t w) {
+  std::vector<int64_t> out(sizes.begin(), sizes.end());
+  out[out.size() - 2] = h;
+  out[out.size() - 1] = w;
+  return out;
+}
+
+at::ScalarType compute_type(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 }  // namespace
 
 at::Tensor lowfreq_crop_cpu(const at::Tensor& x, at::IntArrayRef size) {
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const auto [bh, bw] = check_args(x, size, "lowfreq_crop", /*crop=*/true);
   const int64_t H = x.size(-2), W = x.size(-1);
-  std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
-  sizes[sizes.size() - 2] = bh;
-  sizes[sizes.size() - 1] = bw;
-  auto y = at::empty(sizes, x.options().memory_format(at::MemoryFormat::Contiguous));
+  auto y = at::empty(with_last_two(x.sizes(), bh, bw), x.options().memory_format(at::MemoryFormat::Contiguous));
   if (y.numel() == 0) return y;
   const int64_t P = x.numel() / (H * W);
-  const auto ct = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   const bool corr = needs_correction(H, bh, W, bw);
-  const auto h = folded_axis(H, bh, corr, ct), w = folded_axis(W, bw, corr, ct);
-  const auto xc = x.contiguous();
-  const int64_t width = pad8(w.ne) + pad8(w.no);
-  auto xu = at::empty({P, pad8(h.ne), width}, x.options().dtype(ct));
-  auto xw = at::empty({P, pad8(h.no), width}, x.options().dtype(ct));
-  AT_DISPATCH_FLOATING_TYPES(ct, "lowfreq_crop_fold", [&] {
-    using acc_t = scalar_t;
-    acc_t* u = xu.mutable_data_ptr<acc_t>();
-    acc_t* v = xw.mutable_data_ptr<acc_t>();
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "lowfreq_crop_fold_in", [&] {
-      fold_kernel<scalar_t, acc_t>(xc.const_data_ptr<scalar_t>(), u, v, P, h, w);
-    });
-  });
-  // Rows first: s_A = E_h u, s_B = O_h w (batched against the shared matrix), then each against E_w^T and O_w^T
-  // as tall GEMMs over all planes.
-  const int64_t ne8w = pad8(w.ne), no8w = pad8(w.no);
-  const auto sA = at::bmm(h.E.expand({P, h.E.size(0), h.E.size(1)}), xu).view({-1, width});
-  const auto sB = at::bmm(h.O.expand({P, h.O.size(0), h.O.size(1)}), xw).view({-1, width});
-  const auto AA = at::mm(sA.narrow(1, 0, ne8w), w.E.t()), AB = at::mm(sA.narrow(1, ne8w, no8w), w.O.t());
-  const auto BA = at::mm(sB.narrow(1, 0, ne8w), w.E.t()), BB = at::mm(sB.narrow(1, ne8w, no8w), w.O.t());
-  AT_DISPATCH_FLOATING_TYPES(ct, "lowfreq_crop_unfold", [&] {
-    using acc_t = scalar_t;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, y.scalar_type(), "lowfreq_crop_unfold_out", [&] {
-      unfold_kernel<scalar_t, acc_t>(AA.const_data_ptr<acc_t>(), AB.const_data_ptr<acc_t>(),
-                                     BA.const_data_ptr<acc_t>(), BB.const_data_ptr<acc_t>(),
-                                     y.mutable_data_ptr<scalar_t>(), P, h, w, corr);
-    });
-  });
+  const auto h = folded_axis(H, bh, corr, compute_type(x)), w = folded_axis(W, bw, corr, compute_type(x));
+  auto yv = y.view({P, bh, bw});
+  folded_product(x.contiguous().view({P, H, W}), yv, layout(H, pad8(h.no)), layout(W, pad8(w.no)),
+                 layout(bh, pad8(h.ro)), layout(bw, pad8(w.ro)), h.E, h.O, w.E.t(), w.O.t(), corr, false);
   return y;
 }
 
-// The pad (the adjoint) and the GEMM form run whole-batch GEMMs so that MKL/oneDNN thread them; an earlier variant
-// ran both GEMMs per plane inside at::parallel_for and slowed down ~50x when another process competed for the cores.
+at::Tensor lowfreq_pad_cpu(const at::Tensor& y, at::IntArrayRef size) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const auto [H, W] = check_args(y, size, "lowfreq_pad", /*crop=*/false);
+  const int64_t bh = y.size(-2), bw = y.size(-1);
+  auto x = at::empty(with_last_two(y.sizes(), H, W), y.options().memory_format(at::MemoryFormat::Contiguous));
+  if (x.numel() == 0) return x;
+  const int64_t P = y.numel() / (bh * bw);
+  const bool corr = needs_correction(H, bh, W, bw);
+  const auto h = folded_axis(H, bh, corr, compute_type(y)), w = folded_axis(W, bw, corr, compute_type(y));
+  auto xv = x.view({P, H, W});
+  // the adjoint: fold y by the band sizes (the Nyquist term into the corner), E^T / O^T products, unfold by H, W
+  folded_product(y.contiguous().view({P, bh, bw}), xv, layout(bh, pad8(h.ro)), layout(bw, pad8(w.ro)),
+                 layout(H, pad8(h.no)), layout(W, pad8(w.no)), h.E.t(), h.O.t(), w.E, w.O, false, corr);
+  return x;
+}
+
+// The GEMM form runs whole-batch GEMMs so that MKL/oneDNN thread them; an earlier variant ran both GEMMs per plane
+// inside at::parallel_for and slowed down ~50x when another process competed for the cores.
 at::Tensor lowfreq_crop_gemm_cpu(const at::Tensor& x, at::IntArrayRef size) {
   return lowfreq_crop_generic(x, size, kCpuHooks);
 }
-at::Tensor lowfreq_pad_cpu(const at::Tensor& y, at::IntArrayRef size) { return lowfreq_pad_generic(y, size, kCpuHooks); }
+at::Tensor lowfreq_pad_gemm_cpu(const at::Tensor& y, at::IntArrayRef size) {
+  return lowfreq_pad_generic(y, size, kCpuHooks);
+}
 
 }  // namespace etrain::lowfreq
