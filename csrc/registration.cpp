@@ -62,8 +62,8 @@ TORCH_LIBRARY(etrain, m) {
 TORCH_LIBRARY_IMPL(etrain, CPU, m) {
   m.impl("lowfreq_crop", &lowfreq::lowfreq_crop_cpu);
   m.impl("lowfreq_pad", &lowfreq::lowfreq_pad_cpu);
-  m.impl("lowfreq_crop_gemm", &lowfreq::lowfreq_crop_cpu);
-  m.impl("lowfreq_pad_gemm", &lowfreq::lowfreq_pad_cpu);
+  m.impl("lowfreq_crop_gemm", &lowfreq::lowfreq_crop_gemm_cpu);
+  m.impl("lowfreq_pad_gemm", &lowfreq::lowfreq_pad_gemm_cpu);
   m.impl("augment_slot", &augment::augment_slot_cpu);
   m.impl("augment_chain", &augment::augment_chain_cpu);
 }

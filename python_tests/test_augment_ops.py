@@ -90,6 +90,63 @@ def test_thresholds_beyond_int_range_match_pil(device):
         _check_exact(ta.solarize_add, AF.solarize_add, PHOTOS, (add, thresh), device)
 
 
+def _raw_slot(x: torch.Tensor, code: str, p: list[float]) -> torch.Tensor:
+    """The registered op itself (no Python wrapper): every sample gets op ``code`` with params ``p``."""
+    n = x.shape[0]
+    params = torch.zeros(n, 6, dtype=torch.float64, device=x.device)
+    params[:, :len(p)] = torch.tensor(p, dtype=torch.float64)
+    return torch.ops.etrain.augment_slot(x, torch.full((n,), AF.OP_CODES[code], device=x.device),
+                                         params, torch.zeros(n, dtype=torch.int64, device=x.device),
+                                         torch.zeros(n, x.shape[1], dtype=torch.uint8, device=x.device))
+
+
+def test_raw_op_fractional_solarize_thresholds_match_pil(device):
+    # The C++ kernels round thresholds up themselves (v < t equals v < ceil(t) for integer v): the raw op, not only
+    # the Python wrapper, equals PIL at fractional thresholds. Truncating changed 1,995 pixels of this photo at 128.5.
+    from PIL import ImageOps
+
+    photo = skdata.astronaut()  # 512 x 512 RGB
+    x = _batch([photo], device)
+    for thresh in (128.5, 127.01, 254.999, 0.5, -0.5, 255.5):
+        ref = np.asarray(ImageOps.solarize(Image.fromarray(photo), thresh))
+        np.testing.assert_array_equal(_to_np(_raw_slot(x, "solarize", [thresh]))[0], ref, err_msg=str(thresh))
+    for add, thresh in ((30, 128.5), (110, 99.25), (-40, 200.5)):
+        lut = [min(255, max(0, i + add)) if i < thresh else i for i in range(256)]  # timm's solarize_add LUT
+        ref = np.asarray(Image.fromarray(photo).point(lut * 3))
+        np.testing.assert_array_equal(_to_np(_raw_slot(x, "solarize_add", [add, thresh]))[0], ref,
+                                      err_msg=f"{add} {thresh}")
+
+
+def _degenerate(name: str, img: np.ndarray) -> np.ndarray:
+    """PIL's ImageEnhance degenerate image for ``name`` (what the op blends the photo with)."""
+    from PIL import ImageFilter
+
+    pil = Image.fromarray(img)
+    if name == "brightness":
+        return np.zeros_like(img)
+    if name == "color":
+        return np.repeat(np.asarray(pil.convert("L"))[..., None], 3, axis=-1)
+    if name == "contrast":
+        return np.full_like(img, int(np.asarray(pil.convert("L")).mean() + 0.5))
+    return np.asarray(pil.filter(ImageFilter.SMOOTH))
+
+
+@pytest.mark.parametrize("name", ["brightness", "contrast", "color", "sharpness"])
+def test_blend_ops_define_non_finite_factors(device, name):
+    # degenerate + f * (image - degenerate) with f = +-inf saturates to 255 / 0 by the sign of (image - degenerate);
+    # where that is NaN (inf * 0, or a NaN factor) the result is 0, the same on the CPU (scalar and AVX2 lanes) and
+    # CUDA, instead of an undefined NaN -> uint8 conversion. The Python front end rejects non-finite factors.
+    x = _batch(PHOTOS, device)
+    for f in (float("inf"), -float("inf"), float("nan")):
+        got = _to_np(_raw_slot(x, name, [f]))
+        for i, img in enumerate(PHOTOS):
+            diff = img.astype(np.int32) - _degenerate(name, img).astype(np.int32)
+            want = np.zeros_like(img) if f != f else np.where(diff * np.sign(f) > 0, 255, 0).astype(np.uint8)
+            np.testing.assert_array_equal(got[i], want, err_msg=f"{name} {f} image {i}")
+    with pytest.raises(ValueError, match="finite"):
+        getattr(AF, name)(x, float("inf"))
+
+
 @pytest.mark.parametrize("imgs", [PHOTOS, GRAY], ids=["rgb", "gray"])
 @pytest.mark.parametrize("name", ["color", "contrast", "brightness", "sharpness"])
 def test_enhance_ops_exact(device, imgs, name):
@@ -252,6 +309,26 @@ def test_front_end_checks_for_cuda():
     params[0, 0] = -1.0  # not a blur sample: not checked
     params[1, 0] = 0.0
     check_codes("augment_chain", op[:, None], params[:, None], torch.tensor([[0], [2]]))
+
+
+def test_argument_packing_round_trips():
+    # On CUDA the front end uploads op, params, interp and fill as one pinned byte buffer (pack_args) and reads
+    # them back as views of the device copy (unpack_args). Here the same packing on the CPU, unpinned: every
+    # dtype and shape comes back exactly, from non-contiguous inputs and odd byte counts, with 8-byte alignment.
+    g = torch.Generator().manual_seed(0)
+    op = torch.randint(0, 13, (5, 2), generator=g)[:, 1]  # non-contiguous int64
+    params = torch.randn(6, 5, generator=g, dtype=torch.float64).t()  # [5, 6], transposed
+    interp = torch.tensor([[0, 1, 2]] * 5)
+    fill = torch.randint(0, 256, (5, 3), dtype=torch.uint8, generator=g)  # 15 bytes: padding follows
+    empty = torch.empty(0, 6, dtype=torch.float64)
+    tensors = [op, fill, params, empty, interp, torch.tensor(7, dtype=torch.uint8)]
+    buf, layout = ops_augment.pack_args(tensors, pin=False)
+    assert buf.dtype == torch.uint8 and buf.dim() == 1 and not buf.is_pinned()
+    assert all(offset % 8 == 0 for offset, _, _ in layout)
+    back = ops_augment.unpack_args(buf, layout)
+    for a, b in zip(tensors, back):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    assert back[2].data_ptr() == buf.data_ptr() + layout[2][0]  # views of the buffer, not copies
 
 
 @pytest.mark.parametrize("gray", [False, True], ids=["rgb", "gray"])

@@ -205,6 +205,36 @@ def test_gradcheck_and_gradgradcheck(device, gen):
     assert torch.autograd.gradcheck(lambda t: et.lowpass(t, (4, 4)), (x,))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_cpu_folded_crop_and_pad_equal_the_gemm_form_and_torch_fft(dtype):
+    # The CPU crop and pad fold by the band matrices' centro-symmetry (half the GEMM FLOPs,
+    # csrc/lowfreq/lowfreq_cpu.cpp); lowfreq_crop_gemm / lowfreq_pad_gemm are the plain GEMM form. All against
+    # torch.fft (the pad: its adjoint, by autograd) on sizes where every fold case occurs: n = 1 and 2 (no pairs), odd
+    # and even n and b, b = 1, b = 2 (only the Nyquist row in O), full size (no correction).
+    g = torch.Generator().manual_seed(17)
+    tol = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2 ** -8}[dtype]
+    for H, W, bh, bw in ((1, 1, 1, 1), (2, 2, 1, 1), (2, 3, 2, 2), (4, 4, 2, 2), (3, 8, 3, 5), (9, 9, 4, 8),
+                         (16, 15, 16, 15), (20, 22, 20, 10), (31, 33, 18, 2), (224, 224, 160, 160), (40, 36, 19, 21)):
+        x = torch.randn(3, H, W, generator=g, dtype=torch.float64).to(dtype)
+        ref = ref_crop(x.double(), (bh, bw))
+        folded = torch.ops.etrain.lowfreq_crop(x, [bh, bw])
+        plain = torch.ops.etrain.lowfreq_crop_gemm(x, [bh, bw])
+        assert folded.dtype == dtype and folded.shape == (3, bh, bw)
+        scale = ref.abs().max().item()
+        for name, out in (("folded", folded), ("gemm", plain)):
+            err = (out.double() - ref).abs().max().item()
+            assert err <= tol * scale, f"{name} {dtype} {(H, W, bh, bw)}: {err:.2e} vs scale {scale:.2e}"
+        y = torch.randn(3, bh, bw, generator=g, dtype=torch.float64).to(dtype)
+        xd = torch.zeros(3, H, W, dtype=torch.float64, requires_grad=True)
+        (ref,) = torch.autograd.grad(ref_crop(xd, (bh, bw)), xd, y.double())
+        scale = ref.abs().max().item()
+        for name, out in (("folded pad", torch.ops.etrain.lowfreq_pad(y, [H, W])),
+                          ("gemm pad", torch.ops.etrain.lowfreq_pad_gemm(y, [H, W]))):
+            assert out.dtype == dtype and out.shape == (3, H, W)
+            err = (out.double() - ref).abs().max().item()
+            assert err <= tol * scale, f"{name} {dtype} {(H, W, bh, bw)}: {err:.2e} vs scale {scale:.2e}"
+
+
 def test_empty_batch(device):
     assert et.lowfreq_crop(torch.empty(0, 3, 16, 16, device=device), 8).shape == (0, 3, 8, 8)
     assert et.lowfreq_pad(torch.empty(0, 8, 8, device=device), 16).shape == (0, 16, 16)

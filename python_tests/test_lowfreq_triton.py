@@ -19,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import efficienttrain_ext as et
 from efficienttrain_ext.ops import lowfreq as lowfreq_mod
 from efficienttrain_ext.ops import lowfreq_triton as lt
+from lowfreq_reference import ref_crop
 
 pytestmark = pytest.mark.skipif(not lt.available(), reason="triton is not installed")
 
@@ -151,6 +152,8 @@ def test_precision_follows_torch_float32_matmul_precision():
     for torch_prec, tl_prec in (("highest", "ieee"), ("high", "tf32x3"), ("medium", "tf32")):
         torch.set_float32_matmul_precision(torch_prec)
         assert lt.precision() == tl_prec
+        # 16-bit inputs: TF32 for bf16 (exact inputs, tolerance 2^-8), tf32x3 for fp16 (11-bit mantissa)
+        assert (lt.precision(torch.bfloat16), lt.precision(torch.float16)) == ("tf32", "tf32x3")
 
 
 def test_band_vectors_match_the_dft_sum():
@@ -307,3 +310,223 @@ def test_side_stream_use_survives_cache_eviction(monkeypatch):
     torch.cuda.synchronize()
     for o in outs:
         assert _rel(o, ref) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------------------------ tiling
+# With config_for's tiles every shape above is one output tile and one K tile, so a kernel that drops a tile offset
+# or mixes up its K loop still passes them. 16 x 16 x 16 x 16 tiles make every loop of the kernel run several times:
+# the output-row and output-column tiles (grid axes 1 and 2), the K loop over input rows, the Q loop over input
+# columns, and the planes (grid axis 0, several planes with different data). Crop and pad are checked against the
+# torch.fft reference (lowfreq_reference.py), on odd, even, mixed and non-square sizes; the pad at the same sizes
+# runs its own (transposed) tile counts.
+SMALL_TILES = lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=1)
+# the same with a second row accumulator per program (BM + BM2 = 32 rows): both row blocks and several row groups
+SPLIT_TILES = lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=1, BM2=16)
+# (H, W, bh, bw): even band on even sizes (Nyquist term, 3 K and 3 Q tiles, 2 x 2 output tiles); odd everything;
+# even band on odd sizes (Nyquist term with ragged last tiles); odd-by-even; an output of exactly two tiles per axis
+TILING_SHAPES = [(40, 36, 18, 20), (37, 41, 19, 17), (37, 41, 18, 20), (35, 48, 21, 32), (48, 33, 32, 17)]
+
+
+def _fft_pad(y: torch.Tensor, size) -> torch.Tensor:
+    # the adjoint of the reference crop, by autograd through torch.fft (independent of the band matrices)
+    H, W = size
+    x = torch.zeros(*y.shape[:-2], H, W, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(ref_crop(x, tuple(y.shape[-2:])), x, y.double())
+    return g
+
+
+@runs_kernel
+@pytest.mark.parametrize("tiles", [SMALL_TILES, SPLIT_TILES], ids=["16", "16+16"])
+@pytest.mark.parametrize("H,W,bh,bw", TILING_SHAPES)
+def test_small_tiles_crop_and_pad_match_torch_fft(H, W, bh, bw, tiles):
+    g = torch.Generator().manual_seed(H * 1000 + W * 10 + bh)
+    x = torch.randn(1, 3, H, W, generator=g)
+    y = torch.randn(1, 3, bh, bw, generator=g)
+    bands = lt.BandCache()
+    assert _rel(lt.crop(x.to(KDEV), (bh, bw), bands, tiles), ref_crop(x, (bh, bw))) < 1e-5
+    assert _rel(lt.pad(y.to(KDEV), (H, W), bands, tiles), _fft_pad(y, (H, W))) < 1e-5
+
+
+@runs_kernel
+def test_tiles_forced_by_environment_reach_the_registered_op(monkeypatch):
+    monkeypatch.setenv(lt.TILES_ENV, "16,16,16,16")
+    assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=16, BN=16, BK=16, BQ=16, num_warps=4, num_stages=3)
+    monkeypatch.setenv(lt.TILES_ENV, "16+16,16,16,16")  # two row accumulators per program, two row groups at 40
+    x = torch.randn(2, 2, 40, 36, generator=torch.Generator().manual_seed(21))
+    y = torch.randn(2, 2, 18, 20, generator=torch.Generator().manual_seed(22))
+    assert _rel(crop_t(x.to(KDEV), (18, 20)), ref_crop(x, (18, 20))) < 1e-5
+    assert _rel(pad_t(y.to(KDEV), (40, 36)), _fft_pad(y, (40, 36))) < 1e-5
+
+
+def test_tile_spec_parsing(monkeypatch):
+    assert lt.parse_tiles("32, 64,16,128") == lt.TileConfig(BM=32, BN=64, BK=16, BQ=128, num_warps=4, num_stages=3)
+    assert lt.parse_tiles("128,64,64,32,8,2") == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8,
+                                                               num_stages=2)
+    for bad, match in (("16,16,16", "BN,BK,BQ"), ("16,16,16,x", "BN,BK,BQ"), ("16,16,16,24", "BQ must be a "
+                       "power of two"), ("8,16,16,16", "BM must be"), ("16,16,512,16", "BK must be"),
+                       ("16,16,16,16,3", "num_warps"), ("16,16,16,16,4,0", "num_stages")):
+        with pytest.raises(ValueError, match=match):
+            lt.parse_tiles(bad)
+    monkeypatch.setenv(lt.TILES_ENV, "16,16")
+    with pytest.raises(ValueError, match=lt.TILES_ENV):
+        lt.config_for(8, 8, 16, 16)
+    monkeypatch.delenv(lt.TILES_ENV)
+    # all output rows in one program: 160 = 128 + 32, 224 = 128 + 128, 18 = 16 + 16, 300 = two groups of 128 + 128
+    assert lt.config_for(160, 160, 224, 224) == lt.TileConfig(BM=128, BN=64, BK=64, BQ=32, num_warps=8, num_stages=3,
+                                                               BM2=32)
+    assert (lt.config_for(224, 224, 160, 160).BM2, lt.config_for(18, 20, 40, 36).BM2) == (128, 16)
+    assert lt.config_for(16, 8, 16, 16).BM2 == 0 and lt.config_for(300, 8, 8, 8).BM2 == 128
+    assert lt.parse_tiles("32+16,16,16,16") == lt.TileConfig(BM=32, BN=16, BK=16, BQ=16, num_warps=4, num_stages=3,
+                                                             BM2=16)
+    with pytest.raises(ValueError, match="BM2 must be"):
+        lt.parse_tiles("32+24,16,16,16")
+
+
+def _bench_gpu():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "scripts", "bench_gpu.py")
+    spec = importlib.util.spec_from_file_location("bench_gpu_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@runs_kernel
+def test_sweep_checks_each_configuration_before_timing_it():
+    # scripts/bench_gpu.py --sweep runs sweep_one per tile configuration: a right one is timed, a wrong one (here
+    # the crop with one 16 x 16 output tile missing, what a dropped tile offset gives) is flagged and never timed.
+    bench = _bench_gpu()
+    x = torch.randn(1, 2, 40, 36, generator=torch.Generator().manual_seed(23)).to(KDEV)
+    ref = et.lowfreq_crop(x.cpu(), (18, 20))  # the GEMM path (the sweep uses cuBLAS's)
+    bands = lt.BandCache()
+    timed = []
+
+    def timer(f):
+        f()
+        timed.append(True)
+        return 1.0
+
+    def right(c):
+        return lt.crop(x, (18, 20), bands, c)
+
+    def tile_missing(c):
+        out = right(c)
+        out[..., 16:, :16] = 0
+        return out
+
+    good = bench.sweep_one("crop", "highest", SMALL_TILES, right, ref, timer)
+    assert not good["wrong"] and good["ms"] == 1.0 and good["max_rel_err"] < 1e-5 and len(timed) == 1
+    bad = bench.sweep_one("crop", "medium", SMALL_TILES, tile_missing, ref, timer)
+    assert bad["wrong"] and bad["ms"] is None and bad["max_rel_err"] > 0.05 and len(timed) == 1
+
+    def nan(c):
+        return right(c) * float("nan")
+
+    assert bench.sweep_one("crop", "medium", SMALL_TILES, nan, ref, timer)["wrong"] and len(timed) == 1
+
+    def raises(c):
+        raise RuntimeError("out of resources: shared memory")
+
+    row = bench.sweep_one("pad", "high", SMALL_TILES, raises, ref, timer)
+    assert row["failed"] == "RuntimeError" and row["ms"] is None and len(timed) == 1
+
+
+def test_band_cache_hit_is_atomic_against_an_eviction():
+    # Deterministic form of the race: thread 1's hit pauses between the lookup and move_to_end while thread 2 inserts
+    # enough keys to evict it. With the lock, thread 2 waits (the pause times out) and both finish; without it, thread
+    # 2 evicts the key and thread 1's move_to_end raises KeyError.
+    import threading
+    from collections import OrderedDict
+
+    cache = lt.BandCache(capacity=2)
+    x = torch.zeros(1, 12, 12)
+    cache.get(x, 12, 12, 4, 4)
+    paused, evicted, errors = threading.Event(), threading.Event(), []
+
+    class PausingDict(OrderedDict):
+        def get(self, key, default=None):
+            value = super().get(key, default)
+            if threading.current_thread().name == "hit" and not paused.is_set():
+                paused.set()
+                evicted.wait(0.5)
+            return value
+
+    cache._entries = PausingDict(cache._entries)
+
+    def run(fn):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    def evict():
+        paused.wait(5)
+        for b in (2, 3, 5):
+            cache.get(x, 12, 12, b, b)
+        evicted.set()
+
+    threads = [threading.Thread(target=run, args=(lambda: cache.get(x, 12, 12, 4, 4),), name="hit"),
+               threading.Thread(target=run, args=(evict,), name="evict")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert list(cache._entries) == [(12, 12, b, b, x.device) for b in (3, 5)]
+
+
+def test_band_cache_treats_graph_capture_as_a_miss(monkeypatch):
+    # While a CUDA graph is being captured the cache neither hands out a cached entry (a later eviction would free
+    # memory the graph reads) nor stores what the graph builds (its private pool is reused later).
+    cache = lt.BandCache()
+    x = torch.zeros(1, 8, 8)
+    cached = cache.get(x, 8, 8, 4, 4)
+    monkeypatch.setattr(lt, "_capturing", lambda t: True)
+    during = cache.get(x, 8, 8, 4, 4)
+    assert during is not cached and torch.equal(during.R_h, cached.R_h)
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(during.tensors(), cached.tensors()))
+    cache.get(x, 8, 8, 2, 2)
+    assert len(cache) == 1
+    monkeypatch.setattr(lt, "_capturing", lambda t: False)
+    assert cache.get(x, 8, 8, 4, 4) is cached
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
+def test_band_cache_hit_on_another_stream_waits_for_the_build():
+    # The build is queued on stream A behind a long sleep; a hit on stream B must wait for it (the entry's event)
+    # before reading the matrices, or it copies memory that has not been written yet.
+    cache = lt.BandCache()
+    x = torch.zeros(1, 64, 64, device="cuda")
+    a, b = torch.cuda.Stream(), torch.cuda.Stream()
+    with torch.cuda.stream(a):
+        torch.cuda._sleep(200_000_000)  # ~0.1 s of GPU time
+        cache.get(x, 64, 64, 30, 30)
+    with torch.cuda.stream(b):
+        hit = cache.get(x, 64, 64, 30, 30)
+        copy = hit.R_h.clone()
+    torch.cuda.synchronize()
+    R, _ = lt.band_vectors(64, 30, torch.device("cpu"))
+    assert torch.allclose(copy.cpu(), R.float(), atol=1e-6)
+
+
+@pytest.mark.skipif(not GPU, reason="needs a CUDA GPU")
+def test_triton_capture_does_not_use_cached_bands(monkeypatch):
+    # A size already cached: the graph must not point to the cached matrices, which eviction may free later.
+    monkeypatch.setenv("ETRAIN_LOWFREQ_BACKEND", "triton")
+    x = torch.randn(2, 3, 40, 36, device="cuda")
+    ref = et.lowfreq_crop(x.cpu().double(), (18, 20))
+    et.lowfreq_crop(x, (18, 20))  # cached now
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s), torch.cuda.graph(g):
+        out = et.lowfreq_crop(x, (18, 20))
+    torch.cuda.current_stream().wait_stream(s)
+    lowfreq_mod._TRITON_BANDS._entries.clear()  # evict everything: the graph must not depend on it
+    torch.cuda.empty_cache()
+    junk = [torch.full((1 << 20,), 7.0, device="cuda") for _ in range(8)]
+    g.replay()
+    torch.cuda.synchronize()
+    assert _rel(out, ref) < 1e-5
+    del junk

@@ -178,6 +178,23 @@ def test_sample_buffer_is_fifo_over_loaded_batches_and_draws_with_replacement():
         buf.add(torch.zeros(2, 3, 4, 4), torch.zeros(3))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sample_buffer_on_cuda_draws_what_the_host_buffer_draws():
+    # CUDA batches: async copies to pinned host memory, draws gathered from the latest batch's device copy and from
+    # the host, returned on the device; the same seed draws the same images as the all-CPU buffer.
+    cpu, gpu = SampleReplayBuffer(3, torch.Generator().manual_seed(5)), SampleReplayBuffer(3, torch.Generator().manual_seed(5))
+    for b in range(5):
+        x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(b))
+        y = torch.arange(16) + 100 * b
+        cpu.add(x, y)
+        gpu.add(x.cuda(), y.cuda())
+        for n in (0, 1, 40):
+            (cx, cy), (gx, gy) = cpu.draw(n), gpu.draw(n)
+            assert gx.is_cuda and gy.is_cuda and gx.dtype == torch.float16
+            assert torch.equal(gx.cpu(), cx) and torch.equal(gy.cpu(), cy)
+    assert all(t.is_pinned() for t in gpu._x + gpu._y)
+
+
 def test_authors_replay_preset_is_the_released_scripts():
     """configs/imagenet_deit_small_etpp.yaml against LeapLabTHU/EfficientTrain _ET_pp_wReplay_main_deitS.py:
     replay_times_list = [4]*2 + [2]*4 + [1]*4, replay_buffer_size_list = [1920]*2 + [256]*4 + [0]*4 over

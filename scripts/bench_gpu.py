@@ -263,18 +263,51 @@ def bench_lowfreq(batch: int, n: int, b: int, json_path: str | None, profile: bo
     return rows
 
 
+# Largest error of a swept configuration, relative to the largest value of the cuBLAS result at "highest" precision,
+# that still counts as right: a tiling bug is off by O(1); TF32 (10-bit mantissa) stays near 1e-3 over 224 terms.
+SWEEP_TOL = {"highest": 1e-4, "high": 1e-4, "medium": 1e-2}
+
+
+def sweep_one(op: str, prec: str, config, fn, ref: torch.Tensor, timer=None) -> dict:
+    """One tile configuration: run it once, check its result against ``ref`` (the cuBLAS path) and time it only when
+    it is right. A wrong configuration (beyond SWEEP_TOL[prec]) is flagged, ``ms`` None, and never timed; one that
+    fails to run (out of shared memory or registers) gets ``failed``."""
+    row = dict(op=op, precision=prec, **dataclasses.asdict(config), ms=None, max_rel_err=None, wrong=False,
+               failed=None)
+    try:
+        out = fn(config)
+    except Exception as ex:  # noqa: BLE001 (out of shared memory / registers for this tile)
+        row["failed"] = type(ex).__name__
+        return row
+    err = float((out.double() - ref.double()).abs().max() / ref.double().abs().max().clamp_min(1e-30))
+    row["max_rel_err"] = err
+    if not err <= SWEEP_TOL[prec]:  # NaN counts as wrong
+        row["wrong"] = True
+        return row
+    row["ms"] = (timer or (lambda f: cuda_time_ms(f, warmup=2, iters=10)))(lambda: fn(config))
+    return row
+
+
 def _sweep_tiles(batch: int, n: int, b: int) -> list[dict]:
-    """Triton tile configurations for the crop (fp32, each precision) and the pad (tf32x3): ms per call."""
+    """Triton tile configurations for the crop (fp32, each precision) and the pad (tf32x3): ms per call, each
+    configuration checked against the cuBLAS path first (sweep_one); wrong ones are flagged, not timed."""
     x = torch.randn(batch, 3, n, n, device="cuda")
     g = torch.randn(batch, 3, b, b, device="cuda")
-    configs = [lowfreq_triton.TileConfig(BM=bm, BN=bn, BK=bk, BQ=bq, num_warps=w, num_stages=st)
-               for bm, bn, bk, bq, w, st in [(64, 64, 32, 32, 4, 2), (128, 64, 32, 32, 4, 2), (64, 128, 32, 32, 4, 2),
-                                             (128, 128, 32, 32, 8, 2), (64, 64, 64, 32, 4, 3), (64, 64, 32, 64, 4, 3),
-                                             (128, 64, 64, 32, 8, 3), (32, 32, 32, 32, 4, 2), (256, 64, 32, 32, 8, 2),
-                                             (128, 128, 64, 64, 8, 2)]]
+    torch.set_float32_matmul_precision("highest")
+    _backend("cublas")
+    refs = {"crop": et.lowfreq_crop(x, b), "pad": et.lowfreq_pad(g, n)}
+    os.environ.pop("ETRAIN_LOWFREQ_BACKEND", None)
+    # (BM, BM2, BN, BK, BQ, warps, stages): all 160 output rows in one program (128 + 32) with several column and
+    # input tiles; the row-tiled shapes of the previous kernel for comparison (BM2 = 0, two row groups at 160)
+    configs = [lowfreq_triton.TileConfig(BM=bm, BN=bn, BK=bk, BQ=bq, num_warps=w, num_stages=st, BM2=bm2)
+               for bm, bm2, bn, bk, bq, w, st in [
+                   (128, 32, 64, 64, 32, 8, 3), (128, 32, 32, 64, 32, 8, 3), (128, 32, 64, 32, 32, 8, 3),
+                   (128, 32, 64, 32, 64, 8, 3), (128, 32, 128, 32, 32, 8, 2), (128, 32, 32, 32, 32, 4, 3),
+                   (128, 32, 16, 64, 64, 4, 3), (128, 0, 64, 64, 32, 8, 3), (64, 64, 64, 32, 32, 4, 2),
+                   (128, 128, 64, 32, 32, 8, 2)]]
     out = []
-    print("| op | precision | BM | BN | BK | BQ | warps | stages | ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| op | precision | BM | BN | BK | BQ | warps | stages | ms | max rel err vs cuBLAS |  (BM as BM+BM2)")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for prec in ("highest", "high", "medium"):
         torch.set_float32_matmul_precision(prec)
         for op, fn in (("crop", lambda c: lowfreq_triton.crop(x, (b, b), _TRITON_BANDS, c)),
@@ -282,16 +315,20 @@ def _sweep_tiles(batch: int, n: int, b: int) -> list[dict]:
             if op == "pad" and prec != "high":
                 continue
             for c in configs:
-                try:
-                    ms = cuda_time_ms(lambda: fn(c), warmup=2, iters=10)
-                except Exception as ex:  # noqa: BLE001 (out of shared memory / registers for this tile)
-                    print(f"| {op} | {prec} | {c.BM} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | {c.num_stages} | "
-                          f"failed: {type(ex).__name__} |")
-                    continue
-                out.append(dict(op=op, precision=prec, **dataclasses.asdict(c), ms=ms))
-                print(f"| {op} | {prec} | {c.BM} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | {c.num_stages} | "
-                      f"{ms:.3f} |")
+                r = sweep_one(op, prec, c, fn, refs[op])
+                out.append(r)
+                head = (f"| {op} | {prec} | {c.BM}+{c.BM2} | {c.BN} | {c.BK} | {c.BQ} | {c.num_warps} | "
+                        f"{c.num_stages} |")
+                if r["failed"]:
+                    print(f"{head} failed: {r['failed']} | - |")
+                elif r["wrong"]:
+                    print(f"{head} WRONG, not timed | {r['max_rel_err']:.1e} |")
+                else:
+                    print(f"{head} {r['ms']:.3f} | {r['max_rel_err']:.1e} |")
     torch.set_float32_matmul_precision("highest")
+    wrong = [r for r in out if r["wrong"]]
+    if wrong:
+        print(f"WARNING: {len(wrong)} tile configuration(s) gave wrong results (flagged above, not timed)")
     return out
 
 

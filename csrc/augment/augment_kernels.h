@@ -86,6 +86,13 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE int sat_int(double v) {
   return static_cast<int>(v);
 }
 
+// ceil(v) as an int, saturating like sat_int (NaN -> 0). Solarize thresholds: "v < thresh" for integer pixel values
+// v equals "v < ceil(thresh)", which PIL's float comparison gives (truncating would flip v = 128 at 128.5).
+C10_HOST_DEVICE ETRAIN_FORCE_INLINE int ceil_int(double v) {
+  const int t = sat_int(v);
+  return (static_cast<double>(t) < v && t < 2147483647) ? t + 1 : t;
+}
+
 C10_HOST_DEVICE ETRAIN_FORCE_INLINE int floor_int(double v) {
   const int i = static_cast<int>(v);
   return (v < 0.0 && static_cast<double>(i) != v) ? i - 1 : i;
@@ -93,10 +100,12 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE int floor_int(double v) {
 C10_HOST_DEVICE ETRAIN_FORCE_INLINE int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 // Image.blend(degenerate=a, image=b, alpha) for one uint8 value (Blend.c): float32 a + alpha * (b - a),
-// truncated, clipped to [0, 255] (the clip only matters when extrapolating, alpha outside [0, 1]).
+// truncated, clipped to [0, 255] (the clip only matters when extrapolating, alpha outside [0, 1]). A non-finite
+// factor saturates (+-inf * (b - a)); where that is NaN (inf * 0, or a NaN factor) the result is 0, as in the AVX2
+// lanes (max_ps(NaN, 0) = 0) and on every device, instead of an undefined NaN -> uint8 conversion.
 C10_HOST_DEVICE ETRAIN_FORCE_INLINE uint8_t blend(int a, int b, float alpha) {
   const float t = fadd(static_cast<float>(a), fmul(alpha, static_cast<float>(b - a)));
-  if (t <= 0.0f) return 0;
+  if (!(t > 0.0f)) return 0;  // also NaN
   if (t >= 255.0f) return 255;
   return static_cast<uint8_t>(t);
 }
@@ -127,13 +136,13 @@ C10_HOST_DEVICE ETRAIN_FORCE_INLINE void build_lut(int64_t op, const double* p, 
       return;
     }
     case kSolarize: {
-      const int thresh = sat_int(p[0]);
+      const int thresh = ceil_int(p[0]);
       for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < thresh ? i : 255 - i);
       return;
     }
     case kSolarizeAdd: {
       // |add| > 256 saturates every output anyway; clamping first keeps i + add from overflowing
-      const int add = clampi(sat_int(p[0]), -256, 256), thresh = sat_int(p[1]);
+      const int add = clampi(sat_int(p[0]), -256, 256), thresh = ceil_int(p[1]);
       for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < thresh ? clampi(i + add, 0, 255) : i);
       return;
     }

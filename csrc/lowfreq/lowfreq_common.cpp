@@ -129,12 +129,13 @@ namespace {
 
 // out[p] = L @ in[p] @ M^T for every plane p, in the cheaper of the two association orders. The per-plane
 // product with the shared matrix is a bmm against a stride-0 expansion of it (no copy).
-at::Tensor separable(const at::Tensor& in, const at::Tensor& L, const at::Tensor& M, std::optional<at::Tensor> out) {
+at::Tensor separable(const at::Tensor& in, const at::Tensor& L, const at::Tensor& M, std::optional<at::Tensor> out,
+                     bool rows_first_on_tie) {
   const int64_t P = in.size(0), ri = in.size(1), ci = in.size(2), ro = L.size(0), co = M.size(0);
   auto result = out.has_value() ? *out : at::empty({P, ro, co}, in.options());
   const double cols_first = double(ri) * ci * co + double(ro) * ri * co;
   const double rows_first = double(ro) * ri * ci + double(ro) * ci * co;
-  if (cols_first <= rows_first) {
+  if (rows_first_on_tie ? cols_first < rows_first : cols_first <= rows_first) {
     auto z = at::mm(in.reshape({P * ri, ci}), M.t()).view({P, ri, co});
     at::bmm_out(result, L.expand({P, ro, ri}), z);
   } else {
@@ -187,9 +188,9 @@ at::Tensor lowfreq_crop_generic(const at::Tensor& x, at::IntArrayRef size, const
   auto xin = x.to(b.compute).reshape({P, H, W});
   auto yv = y.view({P, bh, bw});
   if (!b.correction && b.compute == x.scalar_type() && b.L.size(0) == bh && b.M.size(0) == bw) {
-    separable(xin, b.L, b.M, yv);  // nothing to correct, convert or strip: the GEMM writes the output
+    separable(xin, b.L, b.M, yv, hooks.rows_first_on_tie);  // nothing to correct, convert or strip: the GEMM writes the output
   } else {
-    hooks.crop_epilogue(separable(xin, b.L, b.M, std::nullopt), yv, b.correction);
+    hooks.crop_epilogue(separable(xin, b.L, b.M, std::nullopt, hooks.rows_first_on_tie), yv, b.correction);
   }
   return y;
 }
@@ -205,7 +206,7 @@ at::Tensor lowfreq_pad_generic(const at::Tensor& y, at::IntArrayRef size, const 
   auto yin = (!b.correction && b.L.size(0) == bh && b.M.size(0) == bw)
                  ? y.to(b.compute).reshape({P, bh, bw})
                  : hooks.pad_prologue(y.reshape({P, bh, bw}), b.compute, b.L.size(0), b.M.size(0), b.correction);
-  return separable(yin, b.L.t(), b.M.t(), std::nullopt).to(y.scalar_type()).view(out_sizes);
+  return separable(yin, b.L.t(), b.M.t(), std::nullopt, hooks.rows_first_on_tie).to(y.scalar_type()).view(out_sizes);
 }
 
 }  // namespace etrain::lowfreq

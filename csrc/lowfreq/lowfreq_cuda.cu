@@ -4,6 +4,7 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraphsUtils.cuh>
 #include <c10/cuda/CUDAGuard.h>
 
@@ -93,28 +94,40 @@ at::Tensor pad_prologue_cuda(const at::Tensor& y, at::ScalarType compute, int64_
 }
 
 // Band matrices per device, built on the device (make_band_matrix_on: no pageable host copy, no sync).
-// - During CUDA graph capture a miss builds the matrix inside the graph (recomputed at each replay) and does not
-//   cache it: its memory belongs to the graph's private pool, which may later be handed to other tensors.
-// - A hit used on another stream than the one it was built on is recorded on that stream, so that evicting it
-//   from the cache cannot free memory that a kernel on that stream still reads.
+// - During CUDA graph capture every call is a miss: the matrix is built inside the graph (recomputed at each replay)
+//   and not cached, and no cached matrix is handed out either. The graph would otherwise keep reading a cache-owned
+//   tensor that a later eviction frees, or record its own private-pool memory in the cache.
+// - A hit on another stream than the one the entry was built on waits on the entry's event (recorded after the
+//   build), so it never reads a matrix whose build has not run; the same holds for a thread that loses the insert
+//   race to a build on another stream. It is also recorded on that stream, so that evicting it from the cache cannot
+//   free memory that a kernel on that stream still reads.
 at::Tensor band_matrix_cuda(int64_t n, int64_t b, bool with_nyquist, at::ScalarType dtype, at::Device device,
                             int64_t row_multiple) {
   static auto* cache = new BandCache();  // never destroyed: CUDA memory must not be freed after runtime shutdown
+  if (at::cuda::currentStreamCaptureStatus() != at::cuda::CaptureStatus::None) {
+    return pad_rows(make_band_matrix_on(n, b, with_nyquist, device), dtype, row_multiple);
+  }
   const auto key = band_key(n, b, with_nyquist, dtype, device, row_multiple);
   const auto stream = at::cuda::getCurrentCUDAStream(device.index());
   const auto stream_tag = reinterpret_cast<int64_t>(stream.stream());
-  if (auto hit = cache->find(key)) {
-    if (hit->tag != stream_tag) hit->matrix.record_stream(stream.unwrap());
-    return hit->matrix;
-  }
+  auto use = [&](const BandCache::Entry& e) {
+    if (e.tag != stream_tag) {
+      if (e.ready) std::static_pointer_cast<at::cuda::CUDAEvent>(e.ready)->block(stream);
+      e.matrix.record_stream(stream.unwrap());
+    }
+    return e.matrix;
+  };
+  if (auto hit = cache->find(key)) return use(*hit);
   auto m = pad_rows(make_band_matrix_on(n, b, with_nyquist, device), dtype, row_multiple);
-  if (at::cuda::currentStreamCaptureStatus() != at::cuda::CaptureStatus::None) return m;
-  return cache->insert(key, {m, stream_tag}).matrix;
+  auto ready = std::make_shared<at::cuda::CUDAEvent>();
+  ready->record(stream);
+  return use(cache->insert(key, {m, stream_tag, std::move(ready)}));
 }
 
 // Rows padded to multiples of 8 keep every GEMM operand's leading dimension 16-byte aligned, which lets cuBLAS
 // use its vectorised kernels (an odd width such as 161 forces its slow unaligned ones).
-constexpr DeviceHooks kCudaHooks{&crop_epilogue_cuda, &pad_prologue_cuda, &band_matrix_cuda, /*row_multiple=*/8};
+constexpr DeviceHooks kCudaHooks{&crop_epilogue_cuda, &pad_prologue_cuda, &band_matrix_cuda, /*row_multiple=*/8,
+                                 /*rows_first_on_tie=*/false};
 
 }  // namespace
 

@@ -473,7 +473,7 @@ class Trainer:
                 loaded[0] += x.shape[0]
             m = plan.magnitude(epoch, i)
             clock.start()  # the batch path may be compiled too
-            if authors:  # (the buffer lives on the host: this mode reads the augmented batch back each step)
+            if authors:  # (the buffer copies to pinned host memory and draws back without a host sync)
                 x, y = self.pipeline.augment(x, y, st.size, m)
                 buffer.add(x, y)
                 rx, ry = buffer.draw(plan.batch(epoch) - x.shape[0])

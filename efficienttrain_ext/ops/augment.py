@@ -9,12 +9,14 @@ before the arguments are uploaded, with the CPU kernels' messages.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import library  # noqa: F401  (registers torch.ops.etrain.*)
 
 __all__ = ["OP_CODES", "INTERP_CODES", "NUM_PARAMS", "MAX_BLUR_RADIUS", "augment_slot", "augment_chain",
-           "check_codes", "bad_blur_radii"]
+           "check_codes", "bad_blur_radii", "pack_args", "unpack_args"]
 
 # csrc/augment/augment.h: enum OpCode, enum Interp, kNumParams, kMaxBlurRadius
 OP_CODES = {
@@ -84,17 +86,50 @@ def _check_batch(x) -> None:
         raise TypeError(f"expected a torch.Tensor batch, got {type(x).__name__}")
 
 
+def pack_args(tensors: list[torch.Tensor], pin: bool) -> tuple[torch.Tensor, list[tuple]]:
+    """The tensors' bytes, one after another, in one uint8 buffer (pinned when ``pin``), and the (offset, dtype,
+    shape) to read each back (unpack_args). Each part starts at a multiple of 8 bytes, so views as int64/float64
+    stay aligned."""
+    parts, layout, offset = [], [], 0
+    for t in tensors:
+        raw = t.contiguous().reshape(-1).view(torch.uint8)
+        layout.append((offset, t.dtype, tuple(t.shape)))
+        parts.append(raw)
+        offset += raw.numel()
+        if offset % 8:
+            parts.append(torch.zeros(8 - offset % 8, dtype=torch.uint8))
+            offset += 8 - offset % 8
+    buf = torch.empty(offset, dtype=torch.uint8, pin_memory=pin)
+    if parts:
+        torch.cat(parts, out=buf)
+    return buf, layout
+
+
+def unpack_args(buf: torch.Tensor, layout: list[tuple]) -> list[torch.Tensor]:
+    """Views of ``buf`` (on any device) as the tensors that pack_args packed."""
+    out = []
+    for offset, dtype, shape in layout:
+        n = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        out.append(buf[offset:offset + n].view(dtype).view(shape))
+    return out
+
+
 def _call(name: str, x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,
           fill: torch.Tensor) -> torch.Tensor:
     _check_batch(x)
-    op = op.to(torch.int64)
     dev = x.device
-    nb = dev.type == "cuda"  # CPU -> GPU argument copies need not wait
-    if nb:  # the CPU kernels check the codes themselves
-        check_codes(name, op, params, interp)
-    return getattr(torch.ops.etrain, name)(
-        x, op.to(dev, non_blocking=nb).contiguous(), params.to(dev, torch.float64, non_blocking=nb).contiguous(),
-        interp.to(dev, torch.int64, non_blocking=nb).contiguous(), fill.to(dev, torch.uint8, non_blocking=nb))
+    args = [op.to(torch.int64), params.to(torch.float64), interp.to(torch.int64), fill.to(torch.uint8)]
+    if dev.type == "cuda":
+        check_codes(name, args[0], args[1], args[2])  # the CPU kernels check the codes themselves
+        host = [i for i, t in enumerate(args) if t.device.type == "cpu"]
+        if host:
+            # One upload from one pinned staging buffer: a non_blocking copy from pageable memory is a synchronous
+            # staged copy in disguise, and four small copies cost four launches.
+            buf, layout = pack_args([args[i] for i in host], pin=True)
+            for i, t in zip(host, unpack_args(buf.to(dev, non_blocking=True), layout)):
+                args[i] = t
+    op, params, interp, fill = (t.to(dev).contiguous() for t in args)
+    return getattr(torch.ops.etrain, name)(x, op, params, interp, fill)
 
 
 def augment_slot(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,

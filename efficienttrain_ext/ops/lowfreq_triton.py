@@ -6,14 +6,14 @@ Both ops are ``out = L @ x @ M^T - (g_h^T x g_w) * e_h e_w^T`` per plane (lowfre
   unpaired Nyquist frequency of an even band), ``e`` = alternating signs;
 * pad (the adjoint): ``L = R_h^T``, ``M = R_w^T``, ``g`` = alternating signs, ``e = v``.
 
-One program computes a [BM, BN] tile of one output plane: it streams the input plane through in [BK, BQ] tiles,
-``t = x_k @ M^T`` then ``acc += L_k @ t`` on tensor cores (``tl.dot``), and folds the rank-one Nyquist term in from
-the same tiles (``x_k @ g_w``, exact fp32, no second pass). Each input element is read from memory by the
-programs of its plane only (the [BM, BN] tiles of one plane run side by side and share it through L2), and each
-output element is written once, in the input's dtype. Accumulation is fp32; fp32 inputs use
-``input_precision`` ieee / tf32x3 / tf32 following ``torch.get_float32_matmul_precision()`` (highest / high /
-medium), fp16/bf16 inputs are converted to fp32 on load and run as fp32 (they are exact in fp32; the band matrices
-are not exact in 16 bits).
+One program computes all output rows (up to 256, as two accumulators of BM + BM2 rows, e.g. 128 + 32 for 160) of a
+BN-column tile of one output plane: it streams the input plane through in [BK, BQ] tiles, ``t = x_k @ M^T`` (once
+per program: not per row tile) then ``acc += L_k @ t`` on tensor cores (``tl.dot``), and folds the rank-one Nyquist
+term in from the same tiles (``x_k @ g_w``, exact fp32, no second pass). The grid is plane-major (the programs of
+one plane are consecutive, so they run side by side and share the plane through L2), and each output element is
+written once, in the input's dtype. Accumulation is fp32; fp32 inputs use ``input_precision`` ieee / tf32x3 / tf32
+following ``torch.get_float32_matmul_precision()`` (highest / high / medium); bf16 inputs run in tf32 and fp16
+inputs in tf32x3 (see precision()).
 
 ``TRITON_INTERPRET=1`` (set before triton is imported) runs the same kernel on CPU tensors: the CI tests do that.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 import dataclasses
@@ -35,7 +36,8 @@ try:
 except ImportError:  # torch without triton (CPU wheels on some platforms): only the cuBLAS backend
     triton = None
 
-__all__ = ["available", "interpreted", "precision", "TileConfig", "config_for", "crop", "pad", "BandCache"]
+__all__ = ["available", "interpreted", "precision", "TileConfig", "TILES_ENV", "parse_tiles", "config_for", "crop",
+           "pad", "BandCache"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -53,11 +55,6 @@ def interpreted() -> bool:
 def supports(t: torch.Tensor) -> bool:
     """Whether the kernel takes this tensor: fp32/fp16/bf16 (fp64 stays on the cuBLAS path: no fp64 tensor cores)."""
     return t.dtype in _KERNEL_DTYPES
-
-
-def precision() -> str:
-    """tl.dot input precision for fp32 following torch's float32 matmul precision, as torch.matmul does on CUDA."""
-    return {"highest": "ieee", "high": "tf32x3", "medium": "tf32"}[torch.get_float32_matmul_precision()]
 
 
 # ---------------------------------------------------------------------------------------------------------- bands
@@ -93,6 +90,10 @@ class _Bands:
     a_h: torch.Tensor  # [bh] alternating signs
     a_w: torch.Tensor  # [bw]
     stream: int = 0  # the CUDA stream they were built on (set by BandCache), for record_stream on others
+    ready: object = None  # CUDA: a torch.cuda.Event recorded on that stream after the build
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.R_h, self.R_w, self.v_h, self.v_w, self.a_h, self.a_w
 
 
 def _build_bands(H: int, W: int, bh: int, bw: int, device: torch.device) -> _Bands:
@@ -103,44 +104,67 @@ def _build_bands(H: int, W: int, bh: int, bw: int, device: torch.device) -> _Ban
                   _alternating(bw, device).to(f32))
 
 
+def _capturing(t: torch.Tensor) -> bool:
+    """Whether t's device's current stream is being captured into a CUDA graph."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 class BandCache:
     """Band matrices per (H, W, bh, bw, device), built on the device and reused; bounded, least recently used out.
 
-    Safe under CUDA graphs: a miss while the current stream is being captured builds the matrices inside the graph
-    (recomputed at every replay, a few thousand elements) and does not cache them, since the graph's private pool
-    may hand that memory to someone else later. A hit used on another stream than the one it was built on is
-    ``record_stream``-ed, so evicting it cannot free memory that stream still reads. Under tracing (torch.compile,
-    fake tensors) nothing is cached: the construction is traced into the graph."""
+    * CUDA graphs: while the current stream is being captured every call is a miss. The matrices are built inside
+      the graph (recomputed at every replay, a few thousand elements) and not cached, since the graph's private pool
+      may hand that memory to someone else later; and no cached entry goes into the graph, since a later eviction
+      would free memory the graph keeps reading.
+    * Streams: an entry records an event on its building stream after the build. A hit on another stream waits on
+      it (so it never reads a matrix whose build has not run yet) and is ``record_stream``-ed there (so evicting it
+      cannot free memory that stream still reads). Two threads that build the same key keep the first entry; the
+      other thread uses it through the same wait.
+    * Threads: the dictionary is guarded by a lock (the LRU reordering of a hit mutates it too).
+    * Tracing (torch.compile, fake tensors): nothing is cached, the construction is traced into the graph."""
 
     def __init__(self, capacity: int = 64):
         self.capacity = capacity
         self._entries: OrderedDict[tuple, _Bands] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, t: torch.Tensor, H: int, W: int, bh: int, bw: int) -> _Bands:
-        if type(t) is not torch.Tensor or torch.compiler.is_compiling():  # fake / functional / traced
+        if type(t) is not torch.Tensor or torch.compiler.is_compiling() or _capturing(t):
             return _build_bands(H, W, bh, bw, t.device)
         key = (H, W, bh, bw, t.device)
-        hit = self._entries.get(key)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
         if hit is not None:
-            self._entries.move_to_end(key)
-            if t.is_cuda:
-                stream = torch.cuda.current_stream(t.device)
-                if stream.cuda_stream != hit.stream:
-                    for m in (hit.R_h, hit.R_w, hit.v_h, hit.v_w, hit.a_h, hit.a_w):
-                        m.record_stream(stream)
-            return hit
-        bands = _build_bands(H, W, bh, bw, t.device)
+            return self._use(hit, t)
+        bands = _build_bands(H, W, bh, bw, t.device)  # outside the lock: device work
         if t.is_cuda:
-            if torch.cuda.is_current_stream_capturing():
-                return bands
-            bands = dataclasses.replace(bands, stream=torch.cuda.current_stream(t.device).cuda_stream)
-        self._entries[key] = bands
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
-        return bands
+            stream = torch.cuda.current_stream(t.device)
+            ready = torch.cuda.Event()
+            ready.record(stream)
+            bands = dataclasses.replace(bands, stream=stream.cuda_stream, ready=ready)
+        with self._lock:
+            kept = self._entries.setdefault(key, bands)  # another thread may have inserted it meanwhile
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return self._use(kept, t) if kept is not bands else bands
+
+    @staticmethod
+    def _use(entry: _Bands, t: torch.Tensor) -> _Bands:
+        if t.is_cuda:
+            stream = torch.cuda.current_stream(t.device)
+            if stream.cuda_stream != entry.stream:
+                if entry.ready is not None:
+                    stream.wait_event(entry.ready)
+                for m in entry.tensors():
+                    m.record_stream(stream)
+        return entry
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)
 
 
 # --------------------------------------------------------------------------------------------------------- kernel
@@ -148,7 +172,8 @@ class BandCache:
 
 @dataclass(frozen=True)
 class TileConfig:
-    """Tile sizes (powers of two, >= 16 for tl.dot) and warps of one program."""
+    """Tile sizes (powers of two, >= 16 for tl.dot) and warps of one program. A program covers BM + BM2 output rows
+    (two accumulators, BM2 = 0 for one): 160 rows as 128 + 32 instead of 256 padded."""
 
     BM: int = 64
     BN: int = 64
@@ -156,19 +181,71 @@ class TileConfig:
     BQ: int = 32
     num_warps: int = 4
     num_stages: int = 2
+    BM2: int = 0
 
 
 def _pow2(n: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, 1 << max(0, (n - 1).bit_length())))
 
 
+TILES_ENV = "ETRAIN_TRITON_TILES"
+
+
+def parse_tiles(spec: str) -> TileConfig:
+    """``"BM[+BM2],BN,BK,BQ[,num_warps[,num_stages]]"`` -> TileConfig. Tiles must be powers of two in [16, 256]
+    (tl.dot needs >= 16 on every side), warps a power of two in [1, 32], stages in [1, 8]."""
+    parts = [p.strip() for p in spec.split(",")]
+    first = parts[0].split("+", 1) if parts else []
+    try:
+        vals = [int(p) for p in [first[0], *parts[1:]]] if first else []
+        bm2 = int(first[1]) if len(first) > 1 else 0
+    except ValueError:
+        vals = []
+    if not 4 <= len(vals) <= 6:
+        raise ValueError(f"{TILES_ENV} must be BM[+BM2],BN,BK,BQ[,num_warps[,num_stages]] (integers), got {spec!r}")
+    names = ("BM", "BN", "BK", "BQ", "BM2")
+    for name, v in zip(names, [*vals[:4], *([bm2] if bm2 else [])]):
+        if not (16 <= v <= 256 and v & (v - 1) == 0):
+            raise ValueError(f"{TILES_ENV}: {name} must be a power of two in [16, 256], got {v} (from {spec!r})")
+    cfg = TileConfig(*vals[:4], num_warps=8 if vals[0] + bm2 >= 128 else 4, num_stages=3, BM2=bm2)
+    if len(vals) > 4:
+        w = vals[4]
+        if not (1 <= w <= 32 and w & (w - 1) == 0):
+            raise ValueError(f"{TILES_ENV}: num_warps must be a power of two in [1, 32], got {w} (from {spec!r})")
+        cfg = dataclasses.replace(cfg, num_warps=w)
+    if len(vals) > 5:
+        if not 1 <= vals[5] <= 8:
+            raise ValueError(f"{TILES_ENV}: num_stages must be in [1, 8], got {vals[5]} (from {spec!r})")
+        cfg = dataclasses.replace(cfg, num_stages=vals[5])
+    return cfg
+
+
 def config_for(Mo: int, No: int, Mi: int, Ni: int) -> TileConfig:
-    """Tiles for an [Mo, No] output from an [Mi, Ni] input: at most 128 x 64 output and 64 x 32 input tiles, the
-    fastest of scripts/bench_gpu.py --sweep in TF32 on an H200 (256x3x224^2 -> 160: 0.58 ms, vs 2.4 ms for 64 x 64 x
-    32 x 32); smaller for small planes, so the interpreter and small images waste little on padding."""
-    BM = _pow2(Mo, 16, 128)
+    """Tiles for an [Mo, No] output from an [Mi, Ni] input: ``ETRAIN_TRITON_TILES`` when set (parse_tiles; the tiling
+    tests force small tiles with it so that every loop runs several times). Otherwise one program covers all output
+    rows up to 256 (BM + BM2, e.g. 160 = 128 + 32), so ``x @ M^T`` is computed once per plane and column tile;
+    columns in tiles of up to 64, input tiles of up to 64 x 32 (the fastest input tiles of scripts/bench_gpu.py
+    --sweep on an H200 for the previous, row-tiled kernel; the new one is not yet measured)."""
+    forced = os.environ.get(TILES_ENV, "").strip()
+    if forced:
+        return parse_tiles(forced)
+    BM = min(128, max(16, 1 << max(0, Mo.bit_length() - 1)))  # the largest power of two <= Mo (16..128)
+    rest = Mo - BM
+    BM2 = 0 if rest <= 0 else min(BM, _pow2(rest, 16, 128))
     return TileConfig(BM=BM, BN=_pow2(No, 16, 64), BK=_pow2(Mi, 16, 64), BQ=_pow2(Ni, 16, 32),
-                      num_warps=8 if BM >= 128 else 4, num_stages=3)
+                      num_warps=8 if BM + BM2 >= 128 else 4, num_stages=3, BM2=BM2)
+
+
+def precision(dtype: torch.dtype = torch.float32) -> str:
+    """tl.dot input precision. fp32 follows torch's float32 matmul precision, as torch.matmul does on CUDA
+    (highest / high / medium -> ieee / tf32x3 / tf32). bf16 inputs are exact in TF32 and their output tolerance
+    (2^-8) is far above TF32's rounding of the band matrices: tf32. fp16 has one mantissa bit more than TF32 keeps
+    of the band matrices: tf32x3 (fp32-level accuracy)."""
+    if dtype == torch.bfloat16:
+        return "tf32"
+    if dtype == torch.float16:
+        return "tf32x3"
+    return {"highest": "ieee", "high": "tf32x3", "medium": "tf32"}[torch.get_float32_matmul_precision()]
 
 
 if triton is not None:
@@ -176,21 +253,32 @@ if triton is not None:
     @triton.jit
     def _separable_kernel(
         x_ptr, out_ptr, L_ptr, M_ptr, gh_ptr, gw_ptr, eh_ptr, ew_ptr,
-        Mi, Ni, Mo, No,
+        Mi, Ni, Mo, No, n_ct, n_rg,
         sxp, sxh, sxw,  # input strides: plane, row, column (elements)
         sl0, sl1, sm0, sm1,  # L [Mo, Mi] and M [No, Ni] strides
         CORR: tl.constexpr, PREC: tl.constexpr,
-        BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BQ: tl.constexpr,
+        BM: tl.constexpr, BM2: tl.constexpr, HAS2: tl.constexpr, RG: tl.constexpr, BN: tl.constexpr,
+        BK: tl.constexpr, BQ: tl.constexpr,
     ):
-        # planes on grid axis 0 (up to 2^31 - 1), output tiles on axes 1 and 2 (each well under 65535)
-        plane = tl.program_id(0).to(tl.int64)
-        rm = tl.program_id(1) * BM + tl.arange(0, BM)
-        rn = tl.program_id(2) * BN + tl.arange(0, BN)
+        # Plane-major 1-D grid: the n_rg * n_ct programs of one plane are consecutive, so they run side by side and
+        # share the plane through L2. A program covers BM (+ BM2) output rows, usually all of them (n_rg = 1).
+        pid = tl.program_id(0).to(tl.int64)
+        per_plane = n_ct * n_rg
+        plane = pid // per_plane
+        rest = pid % per_plane
+        rg = rest // n_ct
+        ct = rest % n_ct
+        r0 = rg * RG  # RG = BM + BM2 rows per program (BM2 is a dummy 16 when HAS2 is off)
+        rm = r0 + tl.arange(0, BM)
+        rm2 = r0 + BM + tl.arange(0, BM2)
+        rn = ct * BN + tl.arange(0, BN)
         x_plane = x_ptr + plane * sxp
         acc = tl.zeros((BM, BN), dtype=tl.float32)
+        acc2 = tl.zeros((BM2, BN), dtype=tl.float32)
         corner = tl.zeros((BK,), dtype=tl.float32)  # per input row k: g_h[k] * (x[k, :] @ g_w)
         for k0 in range(0, Mi, BK):
             rk = k0 + tl.arange(0, BK)
+            # t = x[rows k] @ M^T[:, this column tile]: once per program, used for all of its output rows
             t = tl.zeros((BK, BN), dtype=tl.float32)
             xg = tl.zeros((BK,), dtype=tl.float32)
             for q0 in range(0, Ni, BQ):
@@ -206,16 +294,26 @@ if triton is not None:
             lk = tl.load(L_ptr + rm[:, None] * sl0 + rk[None, :] * sl1,
                          mask=(rm[:, None] < Mo) & (rk[None, :] < Mi), other=0.0)  # [BM, BK]
             acc = tl.dot(lk, t, acc, input_precision=PREC)
+            if HAS2:
+                lk2 = tl.load(L_ptr + rm2[:, None] * sl0 + rk[None, :] * sl1,
+                              mask=(rm2[:, None] < Mo) & (rk[None, :] < Mi), other=0.0)
+                acc2 = tl.dot(lk2, t, acc2, input_precision=PREC)
             if CORR:
                 corner += xg * tl.load(gh_ptr + rk, mask=rk < Mi, other=0.0)
-        if CORR:
-            c = tl.sum(corner, axis=0)
-            eh = tl.load(eh_ptr + rm, mask=rm < Mo, other=0.0)
-            ew = tl.load(ew_ptr + rn, mask=rn < No, other=0.0)
-            acc -= c * (eh[:, None] * ew[None, :])
         out_plane = out_ptr + plane * Mo * No
+        ew = tl.load(ew_ptr + rn, mask=rn < No, other=0.0)
+        c = tl.sum(corner, axis=0)  # zero without the correction
+        if CORR:
+            eh = tl.load(eh_ptr + rm, mask=rm < Mo, other=0.0)
+            acc -= c * (eh[:, None] * ew[None, :])
         tl.store(out_plane + rm[:, None] * No + rn[None, :], acc.to(out_ptr.dtype.element_ty),
                  mask=(rm[:, None] < Mo) & (rn[None, :] < No))
+        if HAS2:
+            if CORR:
+                eh2 = tl.load(eh_ptr + rm2, mask=rm2 < Mo, other=0.0)
+                acc2 -= c * (eh2[:, None] * ew[None, :])
+            tl.store(out_plane + rm2[:, None] * No + rn[None, :], acc2.to(out_ptr.dtype.element_ty),
+                     mask=(rm2[:, None] < Mo) & (rn[None, :] < No))
 
 
 def _launch(inp: torch.Tensor, out_hw: tuple[int, int], L: torch.Tensor, M: torch.Tensor, g_h, g_w, e_h, e_w,
@@ -228,12 +326,14 @@ def _launch(inp: torch.Tensor, out_hw: tuple[int, int], L: torch.Tensor, M: torc
     if P == 0 or Mo == 0 or No == 0:
         return out
     cfg = config or config_for(Mo, No, Mi, Ni)
-    grid = (P, triton.cdiv(Mo, cfg.BM), triton.cdiv(No, cfg.BN))
+    n_ct, n_rg = triton.cdiv(No, cfg.BN), triton.cdiv(Mo, cfg.BM + cfg.BM2)
+    has2 = cfg.BM2 > 0
+    grid = (P * n_ct * n_rg,)
     launcher(_separable_kernel)[grid](
-        planes, out, L, M, g_h, g_w, e_h, e_w, Mi, Ni, Mo, No,
+        planes, out, L, M, g_h, g_w, e_h, e_w, Mi, Ni, Mo, No, n_ct, n_rg,
         planes.stride(0), planes.stride(1), planes.stride(2), L.stride(0), L.stride(1), M.stride(0), M.stride(1),
-        CORR=correction, PREC=precision(), BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, BQ=cfg.BQ,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        CORR=correction, PREC=precision(inp.dtype), BM=cfg.BM, BM2=cfg.BM2 if has2 else 16, HAS2=has2,
+        RG=cfg.BM + cfg.BM2, BN=cfg.BN, BK=cfg.BK, BQ=cfg.BQ, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out
 
 
