@@ -117,9 +117,9 @@ class DataConfig(_Section):
             raise ValueError(f"data.shards applies to data.dataset=wds, not {self.dataset!r}")
         if self.val_shards and not self.shards:
             raise ValueError("data.val_shards needs data.shards (the training shards)")
-        if self.loader == "dali" and self.dataset == "fashion_mnist":
+        if self.loader == "dali" and self.dataset in ("fashion_mnist", "cifar10"):
             raise ValueError("data.loader=dali decodes image files: use an ImageFolder or tar shards (data.dataset="
-                             "imagefolder or wds), or data.loader=torch for Fashion-MNIST")
+                             f"imagefolder or wds), or data.loader=torch for {self.dataset}")
         if self.loader != "dali" and self.dali_device != "auto":
             raise ValueError(f"data.dali_device applies to data.loader=dali, not {self.loader!r}")
         return self
