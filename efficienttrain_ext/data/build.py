@@ -80,7 +80,7 @@ def _image_folder(root: str, tt, et, val_split: float | None, split_seed: int):
         val_dir = os.path.join(root, "test")  # e.g. CIFAR-10 as class folders: its test set is the validation set
         print(f"data: {root} has train/ and test/ but no val/: validating on test/", flush=True)
     if not os.path.isdir(val_dir):
-        raise DataError(f"{root} has train/ but no val/ (or test/) folder: add val/<class>/ images, or set "
+        raise DataError(f"{root} has train/ but no val/ folder (nor test/): add val/<class>/ images, or set "
                         "data.val_split (e.g. --set data.val_split=0.1) to hold out a seeded, class-stratified part "
                         "of train/")
     train, val = SafeImageFolder(train_dir, tt), SafeImageFolder(val_dir, et)
