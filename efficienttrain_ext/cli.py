@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="comparison directory (one subdirectory per curriculum and seed)")
     p.add_argument("--overwrite", action="store_true", help="retrain runs that exist (default: finished runs are "
                    "read, interrupted ones resumed)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the runs that have "
+                   "finished (e.g. of a grid still running in another process)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config entry for every run; repeatable")
     p = sub.add_parser("analyze", help="accuracy of checkpoints on low-/high-pass filtered validation images and "
@@ -271,7 +273,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_shards(args: argparse.Namespace) -> int:
     patterns = write_shards(args.image_folder, args.out_dir, args.shard_size, seed=args.seed,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, report_only=args.report_only)
     for split, pattern in patterns.items():
         print(f"{split}: {pattern}")
     if "train" in patterns:
@@ -282,7 +284,7 @@ def _cmd_shards(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     run_compare(_config(args), [s for group in args.curricula for s in group], args.seeds, args.output,
-                overwrite=args.overwrite)
+                overwrite=args.overwrite, report_only=args.report_only)
     return 0
 
 
