@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 
 from efficienttrain_ext import cli
 from efficienttrain_ext.data import DataError, build_datasets
@@ -37,7 +38,6 @@ def _images(n, seed):
 
 def _write_tree(root, per_class=(4, 2)):
     """train/ and test/ class folders of lossless PNGs; returns {split: {(class index, image bytes)}}."""
-    from PIL import Image
     expected = {}
     for split, n in zip(("train", "test"), per_class):
         expected[split] = set()
