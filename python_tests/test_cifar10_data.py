@@ -172,8 +172,10 @@ def test_image_folder_with_train_and_test_validates_on_test(tmp_path, capsys):
     assert len(d.train) == 16 and len(d.val) == 8
 
 
-def test_resnet10_cifar_keeps_the_resolution_in_its_first_stage():
-    m = timm.create_model("resnet10_cifar", num_classes=10, channels=[8, 16, 32, 64])
+@pytest.mark.parametrize("name,blocks", [("resnet10_cifar", 1), ("resnet18_cifar", 2)])
+def test_cifar_resnets_keep_the_resolution_in_their_first_stage(name, blocks):
+    m = timm.create_model(name, num_classes=10, channels=[8, 16, 32, 64])
+    assert len(m.layer1) == len(m.layer4) == blocks
     feats = {}
     for name in ("layer1", "layer4"):
         getattr(m, name).register_forward_hook(lambda mod, i, o, name=name: feats.__setitem__(name, o.shape))
