@@ -17,6 +17,7 @@ from .analysis.runner import run_analyze
 from .config import Config, apply_overrides, config_from_dict, load_config, merge_config_dicts
 from .curriculum.flops import flops_by_size
 from .curriculum.tables import schedule_table
+from .data.build import DATASETS
 from .data.shards import write_shards
 from .engine import checkpoint as ckpt_io
 from .engine.compare import run_compare
@@ -67,11 +68,13 @@ def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool
     p.add_argument("--final-size", type=int, help="final input size (the size evaluated at)")
     if training:
         p.add_argument("--batch-size", type=int, help="batch size per process")
-        p.add_argument("--dataset", choices=["auto", "fashion_mnist", "imagefolder", "wds"],
+        p.add_argument("--dataset", choices=list(DATASETS),
                        help="default auto: from --data-root (train/ class folders, or the Fashion-MNIST IDX files); "
-                       "wds: tar shards (--set data.shards=PATTERN)")
-        p.add_argument("--data-root", help="ImageFolder root with train/ and val/ (or data.val_split), or a "
-                       "Fashion-MNIST IDX directory")
+                       "wds: tar shards (--set data.shards=PATTERN); cifar10: --data-root is the JPEG archive "
+                       "(train/, test/), its folder, or the python pickle directory cifar-10-batches-py")
+        p.add_argument("--data-root", help="ImageFolder root with train/ and val/ (or test/, or data.val_split), "
+                       "or a .tar/.tar.gz of one (unpacked once into $ETRAIN_CACHE), or a Fashion-MNIST IDX "
+                       "directory")
         p.add_argument("--workers", type=int, help="data loader worker processes")
         p.add_argument("--output", help="parent directory of run directories (default runs/)")
         p.add_argument("--name", help="run directory name")
@@ -149,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="comparison directory (one subdirectory per curriculum and seed)")
     p.add_argument("--overwrite", action="store_true", help="retrain runs that exist (default: finished runs are "
                    "read, interrupted ones resumed)")
+    p.add_argument("--report-only", action="store_true", help="train nothing: tabulate the runs that have "
+                   "finished (e.g. of a grid still running in another process)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config entry for every run; repeatable")
     p = sub.add_parser("analyze", help="accuracy of checkpoints on low-/high-pass filtered validation images and "
@@ -268,7 +273,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_shards(args: argparse.Namespace) -> int:
     patterns = write_shards(args.image_folder, args.out_dir, args.shard_size, seed=args.seed,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, report_only=args.report_only)
     for split, pattern in patterns.items():
         print(f"{split}: {pattern}")
     if "train" in patterns:
@@ -279,7 +284,7 @@ def _cmd_shards(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     run_compare(_config(args), [s for group in args.curricula for s in group], args.seeds, args.output,
-                overwrite=args.overwrite)
+                overwrite=args.overwrite, report_only=args.report_only)
     return 0
 
 

@@ -122,9 +122,9 @@ class DataConfig(_Section):
             raise ValueError(f"data.shards applies to data.dataset=wds, not {self.dataset!r}")
         if self.val_shards and not self.shards:
             raise ValueError("data.val_shards needs data.shards (the training shards)")
-        if self.loader == "dali" and self.dataset == "fashion_mnist":
+        if self.loader == "dali" and self.dataset in ("fashion_mnist", "cifar10"):
             raise ValueError("data.loader=dali decodes image files: use an ImageFolder or tar shards (data.dataset="
-                             "imagefolder or wds), or data.loader=torch for Fashion-MNIST")
+                             f"imagefolder or wds), or data.loader=torch for {self.dataset}")
         if self.device_cache and self.loader == "dali":
             raise ValueError("data.device_cache keeps decoded images on the device and crops them there: it replaces "
                              "the loader, so use it with data.loader=torch (the default), not dali")

@@ -110,6 +110,13 @@ def test_compare_end_to_end(tmp_path, capsys):
     # a run that stopped after its last checkpoint but before its summary is resumed, not retrained
     rows = metrics(out / "efficienttrain" / "seed1")
     os.unlink(out / "efficienttrain" / "seed1" / "summary.json")
+    # --report-only: the finished runs tabulated, nothing trained (a grid still running elsewhere)
+    assert cli.main(_compare_args(out, "--report-only")) == 0
+    text = capsys.readouterr().out
+    assert "| efficienttrain | 1/2 |" in text and "| none | 2/2 |" in text and "compare: [" not in text
+    assert not (out / "efficienttrain" / "seed1" / "summary.json").exists()
+    assert cli.main(_compare_args(out, "--report-only", "--overwrite")) == 2
+    assert "--report-only" in capsys.readouterr().err
     assert cli.main(_compare_args(out)) == 0
     text = capsys.readouterr().out
     assert text.count(": finished") == 5 and "efficienttrain seed 1: resumed" in text

@@ -6,6 +6,15 @@
 #   bash scripts/evidence_grid.sh                 # both settings, one after the other: runs/evidence/fmnist{64,28}/
 #   bash scripts/evidence_grid.sh fmnist28        # one setting (fmnist64 or fmnist28)
 #   OUT=/elsewhere bash scripts/evidence_grid.sh fmnist64 --set train.threads=2   # extra args go to compare
+#   bash scripts/evidence_grid.sh cifar10         # CIFAR-10 at 32 px, CNN and ViT: runs/evidence/cifar10/{cnn,vit}/
+#   bash scripts/evidence_grid.sh flowers112      # flower photos at 112 px: runs/evidence/flowers112/{cnn,vit}/
+#   CIFAR=/data/cifar10-jpg.tar.gz FLOWERS=/data/flowers144.tar.gz ...           # data (default ../shared/data/)
+#
+# The photo grids (issue 25, ~11 CPU-hours for CIFAR-10 on one core): `none` at its full budget and cut to 0.7 /
+# 0.5 of it (its own cosine), EfficientTrain, EfficientTrain++ at budgets 0.5 / 0.7 / 1.0, and the linear
+# progressive-resizing ramp at EfficientTrain's compute; seeds 0, 1, 2. Work order: seed 0 of every curriculum for
+# the CNN, then for the ViT, then seed 1 of both, ... (each step runs `compare --seeds 0..k`, which reads the
+# finished runs and rewrites compare.md), so an interrupted grid holds whole comparisons.
 #
 # Seeds run one after the other (seed 0 of every curriculum first), so a grid cut short has whole comparisons.
 # After each setting: `etrain analyze` of the seed-0 baseline and EfficientTrain models (filtered validation
@@ -16,7 +25,29 @@ PY=${ETRAIN_PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/evidence}
 etrain() { "$PY" -m efficienttrain_ext.cli "$@"; }
 which=all
-case "${1:-}" in fmnist64|fmnist28|all) which=$1; shift ;; esac
+case "${1:-}" in fmnist64|fmnist28|all|cifar10|flowers112) which=$1; shift ;; esac
+CIFAR=${CIFAR:-../shared/data/cifar10-jpg.tar.gz}
+FLOWERS=${FLOWERS:-../shared/data/flowers144.tar.gz}
+CPHOTO=none,efficienttrain,none@cost=0.7,progressive@cost=efficienttrain,efficienttrain++@cost=0.7,none@cost=0.5
+CPHOTO=$CPHOTO,efficienttrain++@cost=0.5,efficienttrain++@cost=1.0
+
+photo_grid() {  # setting, data root, then extra compare args
+  local setting=$1 root=$2 seeds="" s model; shift 2
+  echo "== $setting (data $root)"
+  for s in 0 1 2; do
+    seeds=${seeds:+$seeds,}$s
+    for model in cnn vit; do
+      local cfg=configs/${setting}_evidence.yaml
+      [ "$model" = vit ] && cfg=configs/${setting}_evidence_vit.yaml
+      etrain compare -c "$cfg" --curricula "$CPHOTO" --seeds "$seeds" --output "$OUT/$setting/$model" \
+        --set data.root="$root" "$@"
+    done
+  done
+}
+case "$which" in
+  cifar10) photo_grid cifar10 "$CIFAR" "$@"; exit ;;
+  flowers112) photo_grid flowers112 "$FLOWERS" "$@"; exit ;;
+esac
 
 # 13b: the same schedule with antialiased bilinear down-sampling instead of the low-frequency crop;
 # none@cost / progressive@cost: the final size with fewer epochs / a linear ramp (13c), both at EfficientTrain's

@@ -2,7 +2,8 @@
 
 ``dataset: auto`` (the default) picks the kind from ``root``: a folder with ``train/`` class folders is an
 ImageFolder, a folder with the IDX files is Fashion-MNIST, and no root means Fashion-MNIST at its Debian path
-(or tar shards, ``wds``, when a shard pattern is given).
+(or tar shards, ``wds``, when a shard pattern is given). A ``.tar``/``.tar.gz`` root is unpacked once into the cache
+(:mod:`.archives`) and read as the folder it holds. ``cifar10``: :mod:`.cifar10`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Sequence
 from torch.utils.data import Dataset, Subset
 
 from ..errors import DataError
+from .archives import data_root, is_archive
+from .cifar10 import CIFAR10_MEAN, CIFAR10_STD, ArrayImageDataset, load_cifar10
 from .fashion_mnist import (FASHION_MNIST_MEAN, FASHION_MNIST_ROOT, FASHION_MNIST_STD, FashionMNIST,
                             is_fashion_mnist_dir)
 from .image_folder import SafeImageFolder
@@ -24,7 +27,7 @@ from .transforms import eval_transform, train_transform
 __all__ = ["Datasets", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "build_datasets", "resolve_dataset"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-DATASETS = ("auto", "fashion_mnist", "imagefolder", "wds")
+DATASETS = ("auto", "fashion_mnist", "imagefolder", "wds", "cifar10")
 
 
 @dataclass
@@ -53,6 +56,8 @@ def resolve_dataset(dataset: str, root: str | None, shards: str | None = None) -
         return "wds"
     if root is None:
         return "fashion_mnist"
+    if is_archive(root):
+        root = data_root(root)
     if not os.path.isdir(root):
         raise DataError(f"data root {root} does not exist")
     if os.path.isdir(os.path.join(root, "train")):
@@ -71,12 +76,17 @@ def _image_folder(root: str, tt, et, val_split: float | None, split_seed: int):
         full = SafeImageFolder(train_dir, tt)
         tr, va = stratified_split(full.targets, val_split, split_seed)
         return Subset(full, tr), Subset(SafeImageFolder(train_dir, et), va), full.classes
+    if not os.path.isdir(val_dir) and os.path.isdir(os.path.join(root, "test")):
+        val_dir = os.path.join(root, "test")  # e.g. CIFAR-10 as class folders: its test set is the validation set
+        print(f"data: {root} has train/ and test/ but no val/: validating on test/", flush=True)
     if not os.path.isdir(val_dir):
-        raise DataError(f"{root} has train/ but no val/ folder: add val/<class>/ images, or set data.val_split "
-                        "(e.g. --set data.val_split=0.1) to hold out a seeded, class-stratified part of train/")
+        raise DataError(f"{root} has train/ but no val/ folder (nor test/): add val/<class>/ images, or set "
+                        "data.val_split (e.g. --set data.val_split=0.1) to hold out a seeded, class-stratified part "
+                        "of train/")
     train, val = SafeImageFolder(train_dir, tt), SafeImageFolder(val_dir, et)
     if train.classes != val.classes:
-        raise DataError(f"{root}: train classes {train.classes} differ from val classes {val.classes}")
+        raise DataError(f"{root}: train classes {train.classes} differ from {os.path.basename(val_dir)} classes "
+                        f"{val.classes}")
     return train, val, train.classes
 
 
@@ -123,9 +133,17 @@ def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.
             tr, va = stratified_split(train.targets.tolist(), val_split, split_seed)
             train, val = Subset(train, tr), Subset(FashionMNIST(root, True, et), va)
         classes, mean, std = FashionMNIST.classes, FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    elif kind == "cifar10":
+        train, val = load_cifar10(root, tt, et)
+        classes, mean, std = train.classes, CIFAR10_MEAN, CIFAR10_STD
+        if val_split is not None:  # hold out part of the training set instead of the test set
+            tr, va = stratified_split(train.targets, val_split, split_seed)
+            held = ArrayImageDataset(train.images, train.targets, classes, et)  # same arrays, eval transform
+            train, val = Subset(train, tr), Subset(held, va)
     else:
         if not root:
-            raise DataError("dataset 'imagefolder' needs --data-root DIR with train/ and val/ subfolders")
-        train, val, classes = _image_folder(root, tt, et, val_split, split_seed)
+            raise DataError("dataset 'imagefolder' needs --data-root DIR with train/ and val/ subfolders (or a "
+                            ".tar/.tar.gz archive of them)")
+        train, val, classes = _image_folder(data_root(root), tt, et, val_split, split_seed)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     return Datasets(_subset(train, train_subset), _subset(val, val_subset), len(classes), classes, mean, std)

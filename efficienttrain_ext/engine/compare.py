@@ -236,20 +236,24 @@ def _train_one(cfg: Config, run_dir: str, overwrite: bool) -> str:
 
 
 def run_compare(base: Config, specs: Sequence[str], seeds: Sequence[int], out_dir: str,
-                overwrite: bool = False) -> dict[str, Any]:
+                overwrite: bool = False, report_only: bool = False) -> dict[str, Any]:
     """Train every curriculum x seed (seed-major: a cut-short comparison has whole seeds), then write the tables
-    and plots (module docstring). Returns the summary written to ``compare.json``."""
+    and plots (module docstring). ``report_only``: train nothing, tabulate the runs that have finished (e.g. of a
+    grid still running). Returns the summary written to ``compare.json``."""
     if not specs:
         raise ConfigError("give at least one curriculum (--curricula efficienttrain,none)")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct, got {list(seeds)}")
     d = base.data
-    data = build_datasets(d.dataset, d.root, d.final_size, train_subset=d.train_subset, val_subset=d.val_subset,
-                          val_split=d.val_split, split_seed=d.split_seed)
-    entries = resolve_entries(base, specs, data.num_classes)
+    # only the class count is kept: in-memory datasets (cifar10) are not held twice while each run builds its own
+    num_classes = build_datasets(d.dataset, d.root, d.final_size, train_subset=d.train_subset,
+                                 val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed).num_classes
+    entries = resolve_entries(base, specs, num_classes)
     os.makedirs(out_dir, exist_ok=True)
     total, k = len(entries) * len(seeds), 0
-    for seed in seeds:
+    if report_only and overwrite:
+        raise ConfigError("--report-only trains nothing; it does not go with --overwrite")
+    for seed in seeds if not report_only else ():
         for entry, cfg in entries:
             k += 1
             run_dir = os.path.join(out_dir, entry.label, f"seed{seed}")
