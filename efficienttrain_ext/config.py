@@ -245,6 +245,7 @@ class OptimConfig(_Section):
     min_lr: Float = Field(1e-6, ge=0.0)
     layer_decay: Float | None = Field(None, gt=0.0, le=1.0)  # layer-wise LR decay (fine-tuning)
     betas: list[Float] | None = None  # Adam-family (beta1, beta2); None: the optimizer's default
+    eps: Float | None = Field(None, gt=0.0)  # Adam-family/LAMB epsilon; None: the optimizer's default
     # auto: the fused kernel on CUDA where the optimizer has one (AdamW, Adam, SGD), else foreach on CUDA; on the CPU
     # torch's default (its per-tensor loop). fused / foreach / off force one (off: the per-tensor loop)
     fused: Annotated[Literal["auto", "fused", "foreach", "off"], BeforeValidator(_yaml_off)] = "auto"

@@ -61,7 +61,7 @@ def test_mae_encoder_loads_with_only_the_head_missing(mae_run, tmp_path, capsys)
     assert [r["size"] for r in rows] == [64] and 0 <= rows[0]["top1"] <= 100  # at the final size, top-1 reported
     cfg = load_config(str(tmp_path / "ft" / "config.yaml"))
     assert cfg.model.name == "deit_tiny_patch16_224" and cfg.model.kwargs == TINY_KW
-    assert cfg.finetune.source == str(mae_run) and cfg.optim.layer_decay == 0.75 and cfg.curriculum.name == "none"
+    assert cfg.finetune.source == str(mae_run) and cfg.optim.layer_decay == 0.65 and cfg.curriculum.name == "none"
     assert cfg.model.drop_path == 0.1 and cfg.aug.randaugment  # the fine-tuning recipe, not MAE's pre-training one
 
     # with a curriculum: the loaded position embedding follows B like any learned one

@@ -329,3 +329,97 @@ def test_integrations_erase_in_the_same_order(gen):
         torch.testing.assert_close(got, want, atol=0, rtol=0)
     with pytest.raises(ValueError, match="erasing_order must be one of"):
         CurriculumBatch(schedule, erasing_order="both")
+
+
+# ----- issue 27: the EfficientTrain++ presets (--preset paper --curriculum efficienttrain++)
+
+# LeapLabTHU/EfficientTrain _ET_pp_main_*.py, as written there: script, --lr (at 4096), --opt, --opt_eps,
+# --weight_decay, --model_ema_decay (None: main_buffer.py's defaults adamw / 1e-8 / 0.05 / 0.9999), warm-up
+# (20: `rp_warmup_epoch = int(20 / ...)`; 0.2: `int(0.2 * rp_epoch)`). Every script: parser '--epoch', default=200.
+ETPP_SCRIPTS = {
+    "resnet50": ("_ET_pp_main_res50.py", 4e-3, None, None, None, None, 20),
+    "convnext_tiny": ("_ET_pp_main_convnextT.py", 4e-3, None, None, None, None, 20),
+    "convnext_small": ("_ET_pp_main_convnextS.py", 4e-3, None, None, None, None, 20),
+    "convnext_base": ("_ET_pp_main_convnextB.py", 4e-3, None, None, None, None, 20),
+    "deit_small": ("_ET_pp_main_deitS.py", 4e-3, None, None, None, None, 0.2),
+    "swin_tiny": ("_ET_pp_main_swinT.py", 4e-3, None, None, None, None, 20),
+    "swin_small": ("_ET_pp_main_swinS.py", 4e-3, None, None, None, None, 20),
+    "swin_base": ("_ET_pp_main_swinB.py", 4e-3, None, None, None, None, 20),
+    "cswin_tiny": ("_ET_pp_main_cswinT.py", 4e-3, None, None, None, None, 20),
+    "cswin_small": ("_ET_pp_main_cswinS.py", 4e-3, None, None, None, None, 20),
+    "cswin_base": ("_ET_pp_main_cswinB.py", 8e-3, "lamb", 1e-6, 0.1, 0.9998, 20),
+}
+# models without a released ++ script: DeiT-T takes DeiT-S's (0.2 warm-up), PVT-v2 the common one
+ETPP_OTHERS = {"deit_tiny": 0.2, **{f"pvt_v2_b{i}": 20 for i in range(6)}}
+
+
+@pytest.mark.parametrize("model,stem", [(m, s) for m, s, *_ in TABLE_14] + [("pvt_v2_b1", "pvt_v2_b1"),
+                                                                           ("pvt_v2_b4", "pvt_v2_b4")])
+def test_etpp_preset_per_model_is_the_authors_script(model, stem):
+    path = paper_preset(model, curriculum="efficienttrain++")
+    assert path == os.path.join(REPO, "configs", "imagenet_etpp", f"{stem}.yaml")
+    cfg, base = load_config(path), load_config(paper_preset(model))
+    _, lr, opt, eps, wd, ema_decay, warmup = ETPP_SCRIPTS.get(stem, (None, 4e-3, None, None, None, None,
+                                                                     ETPP_OTHERS.get(stem)))
+    o, t = cfg.optim, cfg.train
+    assert (cfg.curriculum.name, t.epochs) == ("efficienttrain++", 200)  # the scripts' budget
+    assert (o.base_lr, o.base_batch, t.global_batch, t.accum_steps) == (lr, 4096, 4096, "auto")
+    assert (o.opt, o.eps, o.weight_decay, t.ema_decay) == (opt or "adamw", eps, wd or 0.05, ema_decay or 0.9999)
+    if warmup == 0.2:
+        assert o.warmup_fraction == 0.2
+    else:
+        assert (o.warmup_fraction, o.warmup_epochs) == (None, warmup)
+    # the model's Table 14 row underneath (drop path scaled by budget / 200 at run time: 1.0 at the default 200)
+    assert (cfg.model.name, cfg.model.drop_path, t.ema, o.clip_grad, t.amp) == \
+        (base.model.name, base.model.drop_path, base.train.ema, base.optim.clip_grad, base.train.amp)
+
+
+def test_every_paper_preset_has_an_etpp_twin():
+    etpp = paper_presets(os.path.join(REPO, "configs", "imagenet_etpp"))
+    assert set(etpp) == set(paper_presets()) == set(ETPP_SCRIPTS) | set(ETPP_OTHERS)
+
+
+def test_preset_paper_etpp_on_the_command_line(capsys):
+    # the issue's command: DeiT-S under ++ warms up over 20% of the schedule, with the scripts' budget of 200
+    args = cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "deit_small_patch16_224",
+                                          "--curriculum", "efficienttrain++"])
+    cfg = cli._config(args)
+    assert "configs/imagenet_etpp/deit_small.yaml" in capsys.readouterr().out
+    assert (cfg.optim.warmup_fraction, cfg.train.epochs, cfg.curriculum.name) == (0.2, 200, "efficienttrain++")
+    args = cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "cswin_base_224",
+                                          "--curriculum", "efficienttrain++", "--epochs", "300"])
+    cfg = cli._config(args)
+    assert (cfg.optim.opt, cfg.optim.eps, cfg.optim.weight_decay, cfg.train.ema_decay, cfg.train.epochs) == \
+        ("lamb", 1e-6, 0.1, 0.9998, 300)
+    # without --curriculum efficienttrain++: the Table 14 preset (efficienttrain, 300 epochs)
+    cfg = cli._config(cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "cswin_base_224"]))
+    assert (cfg.optim.opt, cfg.curriculum.name, cfg.train.epochs) == ("adamw", "efficienttrain", 300)
+
+
+def test_optim_eps_reaches_the_optimizer(tmp_path):
+    from efficienttrain_ext.engine import Trainer
+
+    from _etrain_helpers import make_image_folder
+
+    folder = make_image_folder(tmp_path / "data", per_class=4, size=32)
+    for opt, eps in (("lamb", 1e-5), ("adamw", None)):  # (timm's LAMB default is 1e-6)
+        cfg = load_config(None, ["model.name=resnet10t", f"data.root={folder}", "data.workers=0", f"optim.opt={opt}",
+                                 f"optim.eps={'null' if eps is None else eps}", "curriculum.name=none",
+                                 "train.epochs=1", "train.batch_size=4", "train.progress=false",
+                                 f"train.output={tmp_path}"])
+        optimizer = Trainer(cfg, run_dir=str(tmp_path / f"{opt}{eps}")).optimizer
+        assert type(optimizer).__name__.lower() == opt
+        assert optimizer.defaults["eps"] == (eps if eps is not None else 1e-8)  # torch AdamW's default
+    with pytest.raises(ConfigError, match="optim.eps"):
+        load_config(None, ["optim.eps=0"])
+
+
+def test_mae_finetune_defaults_are_maes_vit_b_recipe():
+    # He et al. 2022 Table 9 / facebookresearch/mae main_finetune.py for ViT-B: layer decay 0.65, weight decay 0.05,
+    # 5 warm-up epochs, 100 epochs, lr 5e-4 at 256, no EMA, no gradient clipping (clip_grad default None)
+    from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS
+
+    cfg = load_config(None, base=FINETUNE_DEFAULTS)
+    o = cfg.optim
+    assert (o.layer_decay, o.weight_decay, o.warmup_epochs, o.base_lr, o.base_batch) == (0.65, 0.05, 5, 5e-4, 256)
+    assert (cfg.train.epochs, cfg.train.ema, o.clip_grad, cfg.curriculum.name) == (100, False, None, "none")

@@ -225,6 +225,7 @@ class Trainer:
         global_batch = cfg.train.batch_size * self.info.world * self.accum.steps
         self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
         extra = {"betas": tuple(o.betas)} if o.betas is not None else {}
+        extra.update({"eps": o.eps} if o.eps is not None else {})
         self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
                                              momentum=o.momentum, layer_decay=o.layer_decay, **extra,
                                              **optimizer_kernel_options(o.opt, o.fused, self.device))
