@@ -52,7 +52,7 @@ from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
 from .prefetch import Prefetcher
-from .recipe import progress_rule, warmup_position
+from .recipe import AuthorsStageLR, progress_rule, set_group_lr, warmup_note, warmup_position
 from .report import summary_table
 from .stage_plan import StagePlan, steps_per_epoch
 from .tasks import ClassificationTask, Task
@@ -238,6 +238,8 @@ class Trainer:
         self.lr_scheduler, _ = create_scheduler_v2(
             self.optimizer, o.sched, num_epochs=max(total - warmup, 1e-9), warmup_epochs=warmup,
             warmup_lr=o.warmup_lr, warmup_prefix=True, min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=ref)
+        # optim.lr_mode=authors: the authors' per-stage restarts instead of the one cosine above
+        self.stage_lr = AuthorsStageLR.build(cfg, self.plan, self.lr) if o.lr_mode == "authors" else None
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
@@ -381,6 +383,8 @@ class Trainer:
     def _set_lr(self, epoch: int, done: int) -> None:
         """timm's scheduler value at the plan's position, times the stage's batch factor (linear scaling rule)."""
         self.lr_scheduler.step_update(num_updates=self.plan.lr_position(epoch, done))
+        if self.stage_lr is not None:
+            set_group_lr(self.optimizer, self.stage_lr.value(self.plan, epoch, done))
         factor = self.plan.lr_factor(epoch)
         if factor != 1.0:
             for group in self.optimizer.param_groups:
@@ -543,10 +547,9 @@ class Trainer:
             steps = "/".join(str(p["steps_per_epoch"]) for p in plan.describe())
             batches = "/".join(str(b * self.info.world * plan.accum) for b in plan.stage_batch)
             accum = f" ({plan.accum} micro-batches per step)" if plan.accum > 1 else ""
-            warmup = warmup_position(self.cfg, plan) / plan.lr_total
             print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage){accum}, "
-                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world * plan.accum}, warm-up "
-                  f"{warmup:.1%} of the schedule, progress by {progress_rule(self.cfg, self.schedule)}, "
+                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world * plan.accum}, "
+                  f"{warmup_note(self.cfg, plan)}, progress by {progress_rule(self.cfg, self.schedule)}, "
                   f"device {self.device}", flush=True)
         train_total = sum(r["train_time"] for r in (self.log.rows if self.log else []))
         last: dict[str, Any] = self.log.rows[-1] if self.log and self.log.rows else {}
