@@ -452,6 +452,7 @@ class Trainer:
                    file=sys.stderr, disable=not (cfg.train.progress and self.info.main))
         t_start, cpu_start = time.perf_counter(), time.process_time()
         loaded = [0]
+        compiling: dict[int, int] = {}  # micro-batch -> its images, for those whose step compiled (time not counted)
 
         def prepare(indexed):
             """Micro-batch j's host side and its device path (prefetched: on a side stream on CUDA); x is None when
@@ -473,7 +474,8 @@ class Trainer:
                 x, y = self.pipeline.mix(torch.cat([x, rx.to(x.device, x.dtype)]), torch.cat([y, ry.to(y.device)]))
             else:
                 x, y = self.pipeline.train(x, y, st.size, m)
-            clock.stop(self._sync)
+            if clock.stop(self._sync):
+                compiling[j] = x.shape[0]
             return j, i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
 
         with recompile_room(len(self.schedule.stages)):
@@ -487,7 +489,8 @@ class Trainer:
                 m = m_j
                 clock.start()
                 monitor.add(self._step(x, y, step, j), x.shape[0], step)
-                clock.stop(self._sync)
+                if clock.stop(self._sync):
+                    compiling[j] = x.shape[0]
                 if not accum.is_last(j):
                     continue
                 self._set_lr(epoch, i + 1)
@@ -506,12 +509,13 @@ class Trainer:
         cpu_time = time.process_time() - cpu_start - clock.cpu_seconds  # all threads of this process
         bar.close()
         self.lr_scheduler.step(epoch + 1)
-        stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded[0])], dtype=torch.float64),
-                        self.info)
+        stats = all_sum(torch.tensor([loss_sum, float(monitor.images), float(loaded[0]),
+                                      float(monitor.images - sum(compiling.values()))], dtype=torch.float64), self.info)
+        # img/s and the summary's time per image: the images of steps whose time counts (compiling steps' do not)
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
-                "loaded_images": int(stats[2]), "replay": st.replay,
+                "timed_images": int(stats[3]), "loaded_images": int(stats[2]), "replay": st.replay,
                 "batch": plan.batch(epoch) * self.info.world * accum.steps,
-                "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
+                "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[3]) / max(train_time, 1e-9),
                 "compile_time": clock.seconds, "compilations": clock.compilations, "magnitude": m, "lr": lr}
 
     @torch.no_grad()
