@@ -124,3 +124,19 @@ def test_loss_monitor_matches_the_host_sum_and_refuses_bad_intervals():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="log interval must be an integer >= 1"):
             DeviceLossMonitor(torch.device("cpu"), bad)
+
+
+def test_log_interval_counts_optimizer_steps_under_accumulation(folder, tmp_path, monkeypatch):
+    # train.log_interval is in steps (config.py): with 2 micro-batches per step, 4 steps at interval 2 read the loss
+    # 4 / 2 times plus the epoch end's (counting micro-batches read it after every step: 4 + 1)
+    trainer = _trainer(folder, tmp_path / "accum", 4 * 2 * 4, 2, accum_steps=2)
+    counts = _count_syncs(monkeypatch)
+    row = trainer.train_one_epoch(0)
+    monkeypatch.undo()
+    assert row["train_images"] == 32 and trainer.plan.epoch_steps[0] == 4
+    assert counts["tolist"] == 4 // 2 + 1
+    mon = DeviceLossMonitor(torch.device("cpu"), 2)
+    for step in (0, 0, 0, 1):
+        mon.add(torch.tensor(1.0), 4, step)
+        assert not mon.due() or step == 1
+    assert mon.due()
