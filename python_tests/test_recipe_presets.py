@@ -30,7 +30,7 @@ from efficienttrain_ext.integrations import CurriculumBatch
 from efficienttrain_ext.ops.lowfreq import lowfreq_crop
 from efficienttrain_ext.presets import paper_preset, paper_presets
 
-from _etrain_helpers import tiny_args
+from _etrain_helpers import FMNIST, tiny_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -294,6 +294,7 @@ def test_preset_errors(capsys):
         paper_presets("/nonexistent/configs/imagenet")
 
 
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
 def test_a_run_started_before_the_change_resumes_with_its_erasing_order(tmp_path, capsys):
     """A checkpoint written before aug.erasing_order existed erased at size B: resumed, it keeps that order."""
     assert with_legacy_defaults({"aug": {"reprob": 0.25}}) == {"aug": {"reprob": 0.25, "erasing_order": "after_crop"}}

@@ -140,3 +140,26 @@ def test_log_interval_counts_optimizer_steps_under_accumulation(folder, tmp_path
         mon.add(torch.tensor(1.0), 4, step)
         assert not mon.due() or step == 1
     assert mon.due()
+
+
+@pytest.mark.parametrize("kernel,reads", [("fused", 0), ("foreach", 1)])
+def test_fp16_grad_scaler_reads_its_inf_check_only_without_a_fused_optimizer(kernel, reads, monkeypatch):
+    """docs/training.md's fp16 note: GradScaler hands a fused optimizer (torch's AdamW/Adam/SGD, optim.fused auto on
+    CUDA) its scale and inf flag as tensors, so the skip happens on the device; with any other optimizer
+    (foreach, LAMB) GradScaler.step reads the inf flag on the host every step. (Run on the CPU: the same code path.)"""
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **{kernel: True})
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    scaler.scale(model(torch.randn(3, 4)).sum()).backward()
+    counts: Counter = Counter()
+    real = torch.Tensor.item
+
+    def item(self):  # GradScaler's own reads (the optimizer reads its step counts, CPU tensors on CUDA too)
+        counts["item"] += sys._getframe(1).f_globals.get("__name__") == "torch.amp.grad_scaler"
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    scaler.step(opt)
+    scaler.update()
+    monkeypatch.undo()
+    assert counts["item"] == reads
