@@ -207,6 +207,8 @@ def test_authors_lr_mode_restarts_each_stage_as_the_authors_scripts(authors_lr_t
         t._set_lr(epoch, done)
         return t.optimizer.param_groups[0]["lr"]
 
+    assert warmup_note(trainer.cfg, plan).endswith("(optim.lr_mode=authors: every stage restarts its own warm-up "
+                                                   "and cosine)")
     starts = authors_stage_starts(BUDGET, RES50_LIST)
     for k, st in enumerate(stages):
         start, rp = starts[k]

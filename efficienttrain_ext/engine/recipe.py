@@ -59,6 +59,8 @@ def warmup_note(cfg: Config, plan: StagePlan) -> str:
     if _short_run(cfg, plan):
         text += (f" (capped by optim.short_run_warmup: the recipe's {_recipe_warmup_epochs(cfg, plan):g}-epoch "
                  f"warm-up is not shorter than this {plan.epochs}-epoch run)")
+    if cfg.optim.lr_mode == "authors":
+        text += " (optim.lr_mode=authors: every stage restarts its own warm-up and cosine)"
     return text
 
 
