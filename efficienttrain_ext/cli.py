@@ -196,7 +196,7 @@ def _config(args: argparse.Namespace, base: dict | None = None, flags: dict[str,
     if getattr(args, "preset", None):
         if config:
             raise ConfigError("give -c FILE or --preset, not both")
-        config = paper_preset(args.model)
+        config = paper_preset(args.model, curriculum=getattr(args, "curriculum", None))
         print(f"etrain {args.command}: --preset {args.preset} for {args.model}: {config}", flush=True)
     if getattr(args, "resume", None) and not config:
         cfg = config_from_dict(ckpt_io.load(args.resume)["config"])  # continue with the run's own configuration

@@ -251,10 +251,17 @@ class OptimConfig(_Section):
     warmup_epochs: Float | None = Field(20.0, ge=0.0)
     # a share of the learning-rate schedule instead (EfficientTrain++ for DeiT: 0.2); replaces warmup_epochs
     warmup_fraction: Float | None = Field(None, ge=0.0, lt=1.0)
+    # a run no longer than its warm-up (a quick trial of a 20-epoch-warm-up recipe) warms up over this share of the run
+    # instead; None: over the whole run, peaking at the last step (this project's rule before issue 27)
+    short_run_warmup: Float | None = Field(0.2, gt=0.0, lt=1.0)
+    # continuous: one warm-up and one cosine over the whole run; authors: efficienttrain++ as the authors' scripts run
+    # it, a new warm-up and cosine at every stage (engine/recipe.py AuthorsStageLR)
+    lr_mode: Literal["continuous", "authors"] = "continuous"
     warmup_lr: Float = Field(1e-6, ge=0.0)
     min_lr: Float = Field(1e-6, ge=0.0)
     layer_decay: Float | None = Field(None, gt=0.0, le=1.0)  # layer-wise LR decay (fine-tuning)
     betas: list[Float] | None = None  # Adam-family (beta1, beta2); None: the optimizer's default
+    eps: Float | None = Field(None, gt=0.0)  # Adam-family/LAMB epsilon; None: the optimizer's default
     # auto: the fused kernel on CUDA where the optimizer has one (AdamW, Adam, SGD), else foreach on CUDA; on the CPU
     # torch's default (its per-tensor loop). fused / foreach / off force one (off: the per-tensor loop)
     fused: Annotated[Literal["auto", "fused", "foreach", "off"], BeforeValidator(_yaml_off)] = "auto"
@@ -421,6 +428,9 @@ class Config(_Section):
             raise ValueError(f"curriculum.progressive applies to the progressive curriculum only, not {c.name!r}")
         if c.name != "efficienttrain++" and c.efficienttrain_pp != EfficientTrainPPOptions():
             raise ValueError(f"curriculum.efficienttrain_pp applies to efficienttrain++ only, not {c.name!r}")
+        if self.optim.lr_mode == "authors" and c.name != "efficienttrain++":
+            raise ValueError(f"optim.lr_mode=authors restarts the cosine at every efficienttrain++ stage (the "
+                             f"authors' per-stage processes); the curriculum is {c.name!r}")
         if self.train.amp == "fp16" and self.train.device == "cpu":
             raise ValueError("train.amp=fp16 needs a CUDA device (use bf16 on the CPU)")
         if self.data.dali_device == "mixed" and self.train.device == "cpu":
@@ -441,6 +451,7 @@ OPERATIONAL_KEYS = {
 # behaviour (engine/checkpoint.py load applies this), so a resumed run continues as it started
 LEGACY_DEFAULTS = {
     ("aug", "erasing_order"): "after_crop",  # erasing ran at size B before issue 20
+    ("optim", "short_run_warmup"): None,  # a run shorter than its warm-up warmed up throughout before issue 27
 }
 
 

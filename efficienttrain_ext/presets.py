@@ -5,6 +5,10 @@ short name: ``resnet50.yaml``, ``swin_tiny.yaml``, ``pvt_v2_b2.yaml``, ...). A m
 name is its longest prefix ending at ``_``, ``.`` or the end of the name: ``swin_tiny_patch4_window7_224`` ->
 ``swin_tiny.yaml``, ``deit_small_patch16_224`` -> ``deit_small.yaml``, ``cswin_tiny_224`` -> ``cswin_tiny.yaml``;
 ``resnet50d`` selects nothing (another model, another recipe).
+
+Under ``--curriculum efficienttrain++`` the presets come from ``configs/imagenet_etpp/`` instead: each includes the
+model's Table 14 preset and adds what the authors' EfficientTrain++ script for it changes (LeapLabTHU/EfficientTrain
+``_ET_pp_main_*.py``: a 200-epoch budget; DeiT's warm-up over 20% of the schedule; CSWin-B's LAMB).
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ import os
 
 from .errors import ConfigError
 
-__all__ = ["PRESETS", "PAPER_PRESET_DIR", "paper_presets", "paper_preset"]
+__all__ = ["PRESETS", "PAPER_PRESET_DIR", "ETPP_PRESET_DIR", "paper_presets", "paper_preset"]
 
 PRESETS = ("paper",)
 # configs/imagenet/ of the repository this package sits in
-PAPER_PRESET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "imagenet")
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+PAPER_PRESET_DIR = os.path.join(_CONFIGS, "imagenet")
+ETPP_PRESET_DIR = os.path.join(_CONFIGS, "imagenet_etpp")  # the same models under efficienttrain++
 
 
 def paper_presets(directory: str = PAPER_PRESET_DIR) -> dict[str, str]:
@@ -28,10 +34,13 @@ def paper_presets(directory: str = PAPER_PRESET_DIR) -> dict[str, str]:
     return {f[:-5]: os.path.join(directory, f) for f in sorted(os.listdir(directory)) if f.endswith(".yaml")}
 
 
-def paper_preset(model_name: str, directory: str = PAPER_PRESET_DIR) -> str:
-    """The preset file of ``model_name`` (module docstring), or a :class:`ConfigError` listing the presets."""
+def paper_preset(model_name: str, directory: str | None = None, curriculum: str | None = None) -> str:
+    """The preset file of ``model_name`` (module docstring), or a :class:`ConfigError` listing the presets.
+    ``directory`` defaults to the presets of ``curriculum`` (efficienttrain++: :data:`ETPP_PRESET_DIR`)."""
     if not model_name:
         raise ConfigError("--preset paper picks the recipe from the model name: give --model")
+    if directory is None:
+        directory = ETPP_PRESET_DIR if curriculum == "efficienttrain++" else PAPER_PRESET_DIR
     presets = paper_presets(directory)
     name = model_name.lower()
     matches = [stem for stem in presets if name == stem or name.startswith((stem + "_", stem + "."))]

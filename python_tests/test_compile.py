@@ -62,6 +62,9 @@ def test_one_graph_per_stage_size_and_exact_resume(folder, tmp_path):
     assert [r["compilations"] for r in rows] == [2, 0, 0, 2, 2]  # only where a stage starts
     assert all((r["compile_time"] > 0) == (r["compilations"] > 0) for r in rows)
     assert all(r["train_images"] == 8 for r in rows)
+    # issue 27: the compiling step's time is apart, and so are its images: img/s counts the steps that were timed
+    assert [r["timed_images"] for r in rows] == [4, 8, 8, 4, 4]
+    assert all(r["img_s"] == pytest.approx(r["timed_images"] / r["train_time"], rel=1e-9) for r in rows)
 
     # resume at the last stage switch, in a copy: the same run, compiling only the sizes it still trains
     shutil.copytree(tmp_path / "full", tmp_path / "resumed")
@@ -172,3 +175,24 @@ def test_curriculum_batch_recipe_with_module_compile():
     assert [pos[e][0] for e in range(3)] == [48, 48, 64]
     assert _graphs() - before == 2 and list(model.state_dict()) == keys
     assert not torch.equal(pos[1][1][:, :1], pos[2][1][:, :1])  # the new pos_embed trains through the compiled call
+
+
+def test_summary_rates_leave_out_the_compiling_steps_images():
+    """Per stage: img/s and time per image from the timed images only (a compiling step's images were counted
+    while its time was not, which inflated both by steps / (steps - 1)); the cost vs baseline prices every image."""
+    from efficienttrain_ext.engine.report import summary_table
+
+    rows = [{"epoch": 1, "stage": 0, "train_images": 8, "timed_images": 4, "train_time": 1.0, "top1": 10.0,
+             "wall_time": 5.0, "compile_time": 3.0},
+            {"epoch": 2, "stage": 1, "train_images": 8, "timed_images": 4, "train_time": 2.0, "top1": 20.0,
+             "wall_time": 9.0, "compile_time": 2.0}]
+    stages = [{"size": 32, "relative_flops": 0.25, "baseline_epochs": 2}, {"size": 64, "relative_flops": 1.0}]
+    lines = summary_table(rows, stages, 0.625, 64).splitlines()
+    s0, s1 = lines[1].split(), lines[2].split()
+    assert (float(s0[3]), float(s0[6])) == (4.0, 0.5)  # 4 timed images in 1 s; 0.25 s/img vs 0.5 at 64
+    assert (float(s1[3]), float(s1[6])) == (2.0, 1.0)
+    # 8 images at 0.25 s + 8 at 0.5 s against 16 at 0.5 s
+    assert "measured 0.750" in lines[-1] and "torch.compile 5.0 s (not in train time)" in lines[-2]
+    # rows written before timed_images existed: all images, as then
+    old = [{k: v for k, v in r.items() if k != "timed_images"} for r in rows]
+    assert float(summary_table(old, stages, 0.625, 64).splitlines()[1].split()[3]) == 8.0

@@ -85,7 +85,8 @@ def test_documented_command_parses_and_validates(where, command, capsys):
     if config and not placeholder:
         assert os.path.exists(os.path.join(REPO, config)), f"{where}: `{command}` names {config}, which is missing"
     if getattr(args, "preset", None) and where.startswith("configs/"):  # a preset's own command selects it
-        assert os.path.relpath(paper_preset(args.model), REPO) == where, f"{where}: `{command}` selects another preset"
+        chosen = paper_preset(args.model, curriculum=args.curriculum)
+        assert os.path.relpath(chosen, REPO) == where, f"{where}: `{command}` selects another preset"
     if args.command in ("train", "schedule", "search", "compare", "mae") and not getattr(args, "resume", None) \
             and not placeholder:
         cwd = os.getcwd()

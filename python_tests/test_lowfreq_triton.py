@@ -185,7 +185,7 @@ def test_band_cache_is_bounded_and_skips_fake_tensors():
 
 def test_backend_choice_and_errors(monkeypatch):
     monkeypatch.delenv("ETRAIN_LOWFREQ_BACKEND", raising=False)
-    assert et.lowfreq_backend() == "cublas"  # measured faster on an H200 (README.md, Performance)
+    assert et.lowfreq_backend() == "cublas"  # measured faster on an H200 (docs/performance.md)
     monkeypatch.setenv("ETRAIN_LOWFREQ_BACKEND", "triton")
     assert et.lowfreq_backend() == "triton" and et.info()["lowfreq_backend"] == "triton"
     monkeypatch.setenv("ETRAIN_LOWFREQ_BACKEND", "fft")

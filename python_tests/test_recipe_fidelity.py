@@ -9,13 +9,13 @@ import pytest
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from efficienttrain_ext.config import ConfigError, load_config
+from efficienttrain_ext.config import ConfigError, load_config, with_legacy_defaults
 from efficienttrain_ext.curriculum.schedules import efficienttrain, efficienttrain_pp
 from efficienttrain_ext.engine import StagePlan, Trainer
 from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, LINEAR_PROBE_DEFAULTS
 from efficienttrain_ext.engine.mae import MAE_DEFAULTS
 from efficienttrain_ext.engine.model_factory import create_model
-from efficienttrain_ext.engine.recipe import drop_path_rate, warmup_position
+from efficienttrain_ext.engine.recipe import drop_path_rate, warmup_note, warmup_position
 from efficienttrain_ext.errors import TrainError
 
 from _etrain_helpers import make_image_folder
@@ -132,9 +132,21 @@ def test_warmup_is_twenty_epochs_whatever_the_run_length():
     # the former rule stays available for old runs: 20/300 of 100 epochs
     legacy = load_config(None, ["optim.warmup_epochs=null"])
     assert warmup_position(legacy, plan) == pytest.approx(100 * 20 / 300 * plan.ref_steps, rel=1e-12)
-    # a run shorter than its warm-up warms up throughout
-    short = StagePlan.build(efficienttrain(5, 224), 128, IMAGENET_TRAIN, 8)
-    assert warmup_position(cfg, short) == short.lr_total
+    # issue 27: a run no longer than its warm-up warms up over 1/5 of itself (optim.short_run_warmup), and says so;
+    # before, it warmed up throughout (peak at the last step, no decay), which null keeps (older runs resume so)
+    for epochs in (2, 5, 20):
+        short = StagePlan.build(efficienttrain(epochs, 224), 128, IMAGENET_TRAIN, 8)
+        assert warmup_position(cfg, short) == pytest.approx(0.2 * short.lr_total, rel=1e-12)
+        assert warmup_note(cfg, short) == (f"warm-up 20.0% of the schedule (capped by optim.short_run_warmup: the "
+                                           f"recipe's 20-epoch warm-up is not shorter than this {epochs}-epoch run)")
+        old = load_config(None, ["optim.short_run_warmup=null"])
+        assert warmup_position(old, short) == short.lr_total
+    longer = StagePlan.build(efficienttrain(21, 224), 128, IMAGENET_TRAIN, 8)  # longer than its warm-up: unchanged
+    assert warmup_position(cfg, longer) == pytest.approx(20 * longer.ref_steps, rel=1e-12)
+    assert warmup_note(cfg, longer) == "warm-up 95.2% of the schedule"
+    assert with_legacy_defaults({"optim": {}})["optim"]["short_run_warmup"] is None
+    with pytest.raises(ConfigError, match="optim.short_run_warmup"):
+        load_config(None, ["optim.short_run_warmup=1.0"])
     # MAE (He et al. 2022): pre-training Table 8: 40 epochs; fine-tuning Table 9: 5; linear probing Table 10: 10
     assert (MAE_DEFAULTS["optim"]["warmup_epochs"], FINETUNE_DEFAULTS["optim"]["warmup_epochs"],
             LINEAR_PROBE_DEFAULTS["optim"]["warmup_epochs"]) == (40, 5, 10)
@@ -157,3 +169,74 @@ def test_etpp_drop_path_follows_the_budget():
     assert model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
     with pytest.raises(TrainError, match="not below 1"):
         drop_path_rate(cfg("curriculum.name=efficienttrain++", "train.epochs=1000"))
+
+
+# ----- issue 27: optim.lr_mode=authors, the authors' per-stage restarts
+
+
+def authors_stage_lr(base: float, final: float, budget: int, res_list: list[int], k: int, epoch: float,
+                     warmup: float = 20) -> float:
+    """Stage k's rate at (fractional) epoch ``epoch`` of its own process, as written in the authors' code: rp =
+    int(budget * 224^2 / B^2) epochs, --warmup_epochs int(warmup) (DeiT: int(0.2 * rp)), utils_buffer.py
+    cosine_scheduler: np.linspace(0, base, warmup_iters), then final + (base - final)/2 * (1 + cos(pi i / len))."""
+    rp = int(budget * (224 * 224) / (res_list[k] * res_list[k]))
+    w = int(warmup) if warmup >= 1 else int(warmup * rp)
+    if epoch < w:
+        return base * epoch / w
+    return final + 0.5 * (base - final) * (1 + math.cos(math.pi * (epoch - w) / (rp - w)))
+
+
+@pytest.fixture(scope="module")
+def authors_lr_trainer(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("authors_lr")
+    folder = make_image_folder(tmp / "data", per_class=12, size=40)
+    cfg = load_config(None, [
+        "model.name=resnet10t", "model.drop_path=0.0", f"data.root={folder}", "data.workers=0",
+        "curriculum.name=efficienttrain++", f"train.epochs={BUDGET}", "train.batch_size=4", "optim.lr=4e-3",
+        "optim.min_lr=1e-6", "optim.warmup_lr=0", "optim.lr_mode=authors", "train.progress=false",
+        f"train.output={tmp}"])
+    return Trainer(cfg, run_dir=str(tmp / "run"))
+
+
+def test_authors_lr_mode_restarts_each_stage_as_the_authors_scripts(authors_lr_trainer, etpp_trainer):
+    trainer, plan = authors_lr_trainer, authors_lr_trainer.plan
+    stages = trainer.schedule.stages
+    assert [st.size for st in stages] == RES50_LIST
+
+    def lr_at(t, epoch, done):
+        t._set_lr(epoch, done)
+        return t.optimizer.param_groups[0]["lr"]
+
+    assert warmup_note(trainer.cfg, plan).endswith("(optim.lr_mode=authors: every stage restarts its own warm-up "
+                                                   "and cosine)")
+    starts = authors_stage_starts(BUDGET, RES50_LIST)
+    for k, st in enumerate(stages):
+        start, rp = starts[k]
+        assert lr_at(trainer, st.start, 0) == pytest.approx(authors_stage_lr(4e-3, 1e-6, BUDGET, RES50_LIST, k, start),
+                                                              rel=1e-9), k
+        # the stage's last step reaches the authors' --end_epoch int(rp / 10 * (k + 1))
+        last = st.end - 1
+        assert lr_at(trainer, last, plan.epoch_steps[last]) == pytest.approx(
+            authors_stage_lr(4e-3, 1e-6, BUDGET, RES50_LIST, k, int(rp / 10 * (k + 1))), rel=1e-9), k
+    # the issue's numbers: at the 224 px stage starts theirs is 0.413 / 0.250 / 0.117 / 0.030 of the peak, the one
+    # continuous cosine (lr_mode continuous, the default) 0.356 / 0.213 / 0.099 / 0.026
+    ours = [lr_at(etpp_trainer, stages[k].start, 0) / 4e-3 for k in range(6, 10)]
+    theirs = [lr_at(trainer, stages[k].start, 0) / 4e-3 for k in range(6, 10)]
+    assert theirs == pytest.approx([0.413, 0.250, 0.117, 0.030], abs=0.0015)
+    assert ours == pytest.approx([0.356, 0.213, 0.099, 0.026], abs=0.0015)
+    # warm-up: 20 of stage 0's 1088 epochs, from 0 (the authors' linspace(0, base, ...))
+    assert lr_at(trainer, 0, 0) == 0.0
+    x = 10 / stages[0].end * int(starts[0][1] / 10)  # our epoch 10 on the authors' stage-0 epochs [0, 108]
+    assert x < 20 and lr_at(trainer, 10, 0) == pytest.approx(
+        authors_stage_lr(4e-3, 1e-6, BUDGET, RES50_LIST, 0, x), rel=1e-9)
+    # the rate goes back up at every stage switch (a restarted cosine), never under one continuous cosine
+    jumps = [lr_at(trainer, st.start, 0) > lr_at(trainer, st.start - 1, plan.epoch_steps[st.start - 1])
+             for st in stages[1:]]
+    assert any(jumps) and all(j for j, a, b in zip(jumps, stages, stages[1:]) if a.size != b.size)
+
+
+def test_authors_lr_mode_errors():
+    with pytest.raises(ConfigError, match="optim.lr_mode=authors restarts the cosine at every efficienttrain"):
+        load_config(None, ["optim.lr_mode=authors"])  # efficienttrain: one process, one cosine in their code too
+    with pytest.raises(ConfigError, match="optim.lr_mode"):
+        load_config(None, ["curriculum.name=efficienttrain++", "optim.lr_mode=restarts"])

@@ -30,7 +30,7 @@ from efficienttrain_ext.integrations import CurriculumBatch
 from efficienttrain_ext.ops.lowfreq import lowfreq_crop
 from efficienttrain_ext.presets import paper_preset, paper_presets
 
-from _etrain_helpers import tiny_args
+from _etrain_helpers import FMNIST, tiny_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -161,12 +161,13 @@ def test_efficienttrain_sizes_at_224_384_and_below():
 
 # ----- item 2: per-model presets (the papers' Table 14, as the authors' scripts run it)
 
-# LeapLabTHU/EfficientTrain ET_training.py: default_dp_dict (drop path) and additional_configs (' --model_ema true'
-# for ConvNeXt/CSWin, ' --use_amp true --clip_grad 5.0 ' for DeiT/Swin, ' --use_amp true --model_ema true' for CSWin,
-# '' for ResNet-50: no EMA, no clipping, fp32); PVT-v2: whai362/PVT classification/configs/pvt_v2/pvt_v2_b*.py
-# (drop_path, clip_grad). Columns: model, preset file, drop path, EMA, clip, amp.
+# Drop path: LeapLabTHU/EfficientTrain ET_training.py default_dp_dict; EMA: ET_training.py additional_configs
+# (' --model_ema true' for ConvNeXt/CSWin); clipping 5.0 for DeiT/Swin/PVT and AMP for every model but ConvNeXt: the
+# paper's Table 14 (where ET_training.py differs: ResNet-50 runs without --use_amp; PVT's own configs,
+# whai362/PVT classification/configs/pvt_v2/pvt_v2_b*.py, clip at none / 1.0; the presets follow the table).
+# PVT-v2 drop path: whai362/PVT configs. Columns: model, preset file, drop path, EMA, clip, amp.
 TABLE_14 = [
-    ("resnet50", "resnet50", 0.0, False, None, "off"),
+    ("resnet50", "resnet50", 0.0, False, None, "auto"),
     ("convnext_tiny", "convnext_tiny", 0.1, True, None, "off"),
     ("convnext_small.fb_in1k", "convnext_small", 0.4, True, None, "off"),
     ("convnext_base", "convnext_base", 0.5, True, None, "off"),
@@ -178,10 +179,10 @@ TABLE_14 = [
     ("cswin_tiny_224", "cswin_tiny", 0.2, True, None, "auto"),
     ("cswin_small_224", "cswin_small", 0.4, True, None, "auto"),
     ("cswin_base_224", "cswin_base", 0.5, True, None, "auto"),
-    ("pvt_v2_b0", "pvt_v2_b0", 0.1, False, None, "auto"),  # pvt_v2_b0.py: drop_path=0.1, clip_grad=None
-    ("pvt_v2_b2", "pvt_v2_b2", 0.1, False, None, "auto"),  # pvt_v2_b2.py: drop_path=0.1, clip_grad=None
-    ("pvt_v2_b3", "pvt_v2_b3", 0.3, False, 1.0, "auto"),  # pvt_v2_b3.py: drop_path=0.3, clip_grad=1.0
-    ("pvt_v2_b5", "pvt_v2_b5", 0.3, False, 1.0, "auto"),  # pvt_v2_b5.py: drop_path=0.3, clip_grad=1.0
+    ("pvt_v2_b0", "pvt_v2_b0", 0.1, False, 5.0, "auto"),  # pvt_v2_b0.py: drop_path=0.1; clip: Table 14
+    ("pvt_v2_b2", "pvt_v2_b2", 0.1, False, 5.0, "auto"),  # pvt_v2_b2.py: drop_path=0.1; clip: Table 14
+    ("pvt_v2_b3", "pvt_v2_b3", 0.3, False, 5.0, "auto"),  # pvt_v2_b3.py: drop_path=0.3; clip: Table 14
+    ("pvt_v2_b5", "pvt_v2_b5", 0.3, False, 5.0, "auto"),  # pvt_v2_b5.py: drop_path=0.3; clip: Table 14
 ]
 
 
@@ -198,6 +199,16 @@ def test_paper_preset_per_model(model, stem, drop_path, ema, clip, amp):
     assert (o.base_lr, o.base_batch, o.warmup_epochs, o.weight_decay, o.min_lr) == (4e-3, 4096, 20, 0.05, 1e-6)
     assert (a.smoothing, a.mixup, a.cutmix, a.reprob, t.ema_decay, t.epochs) == (0.1, 0.8, 1.0, 0.25, 0.9999, 300)
     assert cfg.model.name == model.split(".")[0]
+    # the paper's batch of 4096 (Table 14) on any number of GPUs: accumulation makes up the rest
+    assert (t.global_batch, t.accum_steps, t.batch_size) == (4096, "auto", 128)
+
+
+def test_imagenet_paper_yaml_is_table_14s_resnet50_row():
+    # docs/training.md's headline command trains configs/imagenet_paper.yaml as "the paper's recipe": Table 14's
+    # ResNet-50 row (drop path 0, no EMA, no clipping, AMP), the same configuration as --preset paper --model resnet50
+    paper = load_config(os.path.join(REPO, "configs", "imagenet_paper.yaml"))
+    assert (paper.model.drop_path, paper.train.ema, paper.optim.clip_grad, paper.train.amp) == (0.0, False, None, "auto")
+    assert paper == load_config(paper_preset("resnet50"))
 
 
 def test_every_shipped_preset_is_in_the_table_and_loads():
@@ -206,24 +217,55 @@ def test_every_shipped_preset_is_in_the_table_and_loads():
         load_config(path)
 
 
-def test_imagenet22k_presets():
-    # EfficientTrain++ Table 12 (CSWin-B/L on IN-22K): warm-up 5 epochs on IN-22K (Table 14)
-    for m in ("base", "large"):
-        cfg = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_224_pretrain.yaml"))
-        assert (cfg.model.name, cfg.curriculum.name, cfg.optim.warmup_epochs) == (f"cswin_{m}_224",
-                                                                                    "efficienttrain++", 5)
-        for s in (224, 384):
-            ft = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_{s}_ft1k.yaml"))
-            # LeapLabTHU/EfficientTrain EVAL.md, fine-tuning IN-22K models: --drop_path 0.2 --weight_decay 1e-8
-            # --batch_size 64 (x 8 GPUs) --lr 5e-5 --warmup_epochs 0 --epochs 30 --cutmix 0 --mixup 0
-            # --layer_decay 0.9 --model_ema_decay 0.9998 --input_size 224 / 384
-            o = ft.optim
-            assert (ft.model.drop_path, o.weight_decay, o.base_lr, o.base_batch, o.warmup_epochs, o.layer_decay) == \
-                (0.2, 1e-8, 5e-5, 512, 0, 0.9)
-            assert (ft.train.epochs, ft.train.batch_size, ft.aug.mixup, ft.aug.cutmix, ft.train.ema_decay) == \
-                (30, 64, 0.0, 0.0, 0.9998)
-            assert (ft.model.name, ft.data.final_size, ft.curriculum.name) == (f"cswin_{m}_{s}", s, "none")
-            assert ft.data.crop_pct is None  # at 384: the authors' warp to 384 x 384 (item 7)
+# EfficientTrain++ appendix A.2 (IN-22K pre-training): 120 epochs, a 5-epoch linear warm-up, drop path 0.1 for all
+# four models, CSWin-Base/Large lr 2e-3 with weight decay 0.05 / 0.1, no EMA (following ConvNeXt). ConvNeXt's lr and
+# weight decay: ConvNeXt's own IN-22K recipe (lr 4e-3, wd 0.05 at batch 4096), which A.2 follows. AMP: Table 14.
+# Columns: preset stem, model, lr, weight decay, amp.
+IMAGENET_22K = [
+    ("cswin_base_224", "cswin_base_224", 2e-3, 0.05, "auto"),
+    ("cswin_large_224", "cswin_large_224", 2e-3, 0.1, "auto"),
+    ("convnext_base", "convnext_base", 4e-3, 0.05, "off"),
+    ("convnext_large", "convnext_large", 4e-3, 0.05, "off"),
+]
+
+
+@pytest.mark.parametrize("stem,model,lr,wd,amp", IMAGENET_22K)
+def test_imagenet22k_pretrain_presets_are_appendix_a2(stem, model, lr, wd, amp):
+    from efficienttrain_ext.engine.recipe import drop_path_rate
+
+    cfg = load_config(os.path.join(REPO, "configs", "imagenet22k", f"{stem}_pretrain.yaml"))
+    o, t = cfg.optim, cfg.train
+    assert (cfg.model.name, cfg.curriculum.name) == (model, "efficienttrain++")
+    assert (t.epochs, o.warmup_epochs, o.warmup_fraction, cfg.model.drop_path) == (120, 5, None, 0.1)
+    assert drop_path_rate(cfg) == 0.1  # as given: not scaled by budget / 200 like the 1K ++ scripts
+    assert (o.opt, o.base_lr, o.base_batch, o.weight_decay, t.global_batch, t.accum_steps) == \
+        ("adamw", lr, 4096, wd, 4096, "auto")
+    assert o.lr is None  # lr = base_lr x global batch / 4096: 2e-3 (CSWin) / 4e-3 (ConvNeXt) at 4096
+    assert (t.ema, t.amp, o.clip_grad, o.sched, o.min_lr) == (False, amp, None, "cosine", 1e-6)
+    # the common recipe (Table 14): augmentation and label smoothing as on IN-1K
+    a = cfg.aug
+    assert (a.smoothing, a.mixup, a.cutmix, a.reprob, a.randaugment) == (0.1, 0.8, 1.0, 0.25, "rand-m9-mstd0.5-inc1")
+
+
+def test_imagenet22k_presets_cover_the_papers_models():
+    stems = {f[:-len("_pretrain.yaml")] for f in os.listdir(os.path.join(REPO, "configs", "imagenet22k"))
+             if f.endswith("_pretrain.yaml")}
+    assert stems == {stem for stem, *_ in IMAGENET_22K}
+
+
+@pytest.mark.parametrize("m,s", [(m, s) for m in ("base", "large") for s in (224, 384)])
+def test_imagenet22k_finetune_presets(m, s):
+    ft = load_config(os.path.join(REPO, "configs", "imagenet22k", f"cswin_{m}_{s}_ft1k.yaml"))
+    # LeapLabTHU/EfficientTrain EVAL.md, fine-tuning IN-22K models: --drop_path 0.2 --weight_decay 1e-8
+    # --batch_size 64 (x 8 GPUs) --lr 5e-5 --warmup_epochs 0 --epochs 30 --cutmix 0 --mixup 0
+    # --layer_decay 0.9 --use_amp true --model_ema true --model_ema_decay 0.9998 --input_size 224 / 384
+    o, t = ft.optim, ft.train
+    assert (ft.model.drop_path, o.weight_decay, o.base_lr, o.base_batch, o.warmup_epochs, o.layer_decay) == \
+        (0.2, 1e-8, 5e-5, 512, 0, 0.9)
+    assert (t.epochs, t.batch_size, t.global_batch, ft.aug.mixup, ft.aug.cutmix) == (30, 64, 512, 0.0, 0.0)
+    assert (t.ema, t.ema_decay, t.amp, o.clip_grad) == (True, 0.9998, "auto", None)
+    assert (ft.model.name, ft.data.final_size, ft.curriculum.name) == (f"cswin_{m}_{s}", s, "none")
+    assert ft.data.crop_pct is None  # at 384: the authors' warp to 384 x 384 (item 7)
 
 
 def test_preset_paper_on_the_command_line(capsys):
@@ -252,6 +294,7 @@ def test_preset_errors(capsys):
         paper_presets("/nonexistent/configs/imagenet")
 
 
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
 def test_a_run_started_before_the_change_resumes_with_its_erasing_order(tmp_path, capsys):
     """A checkpoint written before aug.erasing_order existed erased at size B: resumed, it keeps that order."""
     assert with_legacy_defaults({"aug": {"reprob": 0.25}}) == {"aug": {"reprob": 0.25, "erasing_order": "after_crop"}}
@@ -287,3 +330,97 @@ def test_integrations_erase_in_the_same_order(gen):
         torch.testing.assert_close(got, want, atol=0, rtol=0)
     with pytest.raises(ValueError, match="erasing_order must be one of"):
         CurriculumBatch(schedule, erasing_order="both")
+
+
+# ----- issue 27: the EfficientTrain++ presets (--preset paper --curriculum efficienttrain++)
+
+# LeapLabTHU/EfficientTrain _ET_pp_main_*.py, as written there: script, --lr (at 4096), --opt, --opt_eps,
+# --weight_decay, --model_ema_decay (None: main_buffer.py's defaults adamw / 1e-8 / 0.05 / 0.9999), warm-up
+# (20: `rp_warmup_epoch = int(20 / ...)`; 0.2: `int(0.2 * rp_epoch)`). Every script: parser '--epoch', default=200.
+ETPP_SCRIPTS = {
+    "resnet50": ("_ET_pp_main_res50.py", 4e-3, None, None, None, None, 20),
+    "convnext_tiny": ("_ET_pp_main_convnextT.py", 4e-3, None, None, None, None, 20),
+    "convnext_small": ("_ET_pp_main_convnextS.py", 4e-3, None, None, None, None, 20),
+    "convnext_base": ("_ET_pp_main_convnextB.py", 4e-3, None, None, None, None, 20),
+    "deit_small": ("_ET_pp_main_deitS.py", 4e-3, None, None, None, None, 0.2),
+    "swin_tiny": ("_ET_pp_main_swinT.py", 4e-3, None, None, None, None, 20),
+    "swin_small": ("_ET_pp_main_swinS.py", 4e-3, None, None, None, None, 20),
+    "swin_base": ("_ET_pp_main_swinB.py", 4e-3, None, None, None, None, 20),
+    "cswin_tiny": ("_ET_pp_main_cswinT.py", 4e-3, None, None, None, None, 20),
+    "cswin_small": ("_ET_pp_main_cswinS.py", 4e-3, None, None, None, None, 20),
+    "cswin_base": ("_ET_pp_main_cswinB.py", 8e-3, "lamb", 1e-6, 0.1, 0.9998, 20),
+}
+# models without a released ++ script: DeiT-T takes DeiT-S's (0.2 warm-up), PVT-v2 the common one
+ETPP_OTHERS = {"deit_tiny": 0.2, **{f"pvt_v2_b{i}": 20 for i in range(6)}}
+
+
+@pytest.mark.parametrize("model,stem", [(m, s) for m, s, *_ in TABLE_14] + [("pvt_v2_b1", "pvt_v2_b1"),
+                                                                           ("pvt_v2_b4", "pvt_v2_b4")])
+def test_etpp_preset_per_model_is_the_authors_script(model, stem):
+    path = paper_preset(model, curriculum="efficienttrain++")
+    assert path == os.path.join(REPO, "configs", "imagenet_etpp", f"{stem}.yaml")
+    cfg, base = load_config(path), load_config(paper_preset(model))
+    _, lr, opt, eps, wd, ema_decay, warmup = ETPP_SCRIPTS.get(stem, (None, 4e-3, None, None, None, None,
+                                                                     ETPP_OTHERS.get(stem)))
+    o, t = cfg.optim, cfg.train
+    assert (cfg.curriculum.name, t.epochs) == ("efficienttrain++", 200)  # the scripts' budget
+    assert (o.base_lr, o.base_batch, t.global_batch, t.accum_steps) == (lr, 4096, 4096, "auto")
+    assert (o.opt, o.eps, o.weight_decay, t.ema_decay) == (opt or "adamw", eps, wd or 0.05, ema_decay or 0.9999)
+    if warmup == 0.2:
+        assert o.warmup_fraction == 0.2
+    else:
+        assert (o.warmup_fraction, o.warmup_epochs) == (None, warmup)
+    # the model's Table 14 row underneath (drop path scaled by budget / 200 at run time: 1.0 at the default 200)
+    assert (cfg.model.name, cfg.model.drop_path, t.ema, o.clip_grad, t.amp) == \
+        (base.model.name, base.model.drop_path, base.train.ema, base.optim.clip_grad, base.train.amp)
+
+
+def test_every_paper_preset_has_an_etpp_twin():
+    etpp = paper_presets(os.path.join(REPO, "configs", "imagenet_etpp"))
+    assert set(etpp) == set(paper_presets()) == set(ETPP_SCRIPTS) | set(ETPP_OTHERS)
+
+
+def test_preset_paper_etpp_on_the_command_line(capsys):
+    # the issue's command: DeiT-S under ++ warms up over 20% of the schedule, with the scripts' budget of 200
+    args = cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "deit_small_patch16_224",
+                                          "--curriculum", "efficienttrain++"])
+    cfg = cli._config(args)
+    assert "configs/imagenet_etpp/deit_small.yaml" in capsys.readouterr().out
+    assert (cfg.optim.warmup_fraction, cfg.train.epochs, cfg.curriculum.name) == (0.2, 200, "efficienttrain++")
+    args = cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "cswin_base_224",
+                                          "--curriculum", "efficienttrain++", "--epochs", "300"])
+    cfg = cli._config(args)
+    assert (cfg.optim.opt, cfg.optim.eps, cfg.optim.weight_decay, cfg.train.ema_decay, cfg.train.epochs) == \
+        ("lamb", 1e-6, 0.1, 0.9998, 300)
+    # without --curriculum efficienttrain++: the Table 14 preset (efficienttrain, 300 epochs)
+    cfg = cli._config(cli.build_parser().parse_args(["train", "--preset", "paper", "--model", "cswin_base_224"]))
+    assert (cfg.optim.opt, cfg.curriculum.name, cfg.train.epochs) == ("adamw", "efficienttrain", 300)
+
+
+def test_optim_eps_reaches_the_optimizer(tmp_path):
+    from efficienttrain_ext.engine import Trainer
+
+    from _etrain_helpers import make_image_folder
+
+    folder = make_image_folder(tmp_path / "data", per_class=4, size=32)
+    for opt, eps in (("lamb", 1e-5), ("adamw", None)):  # (timm's LAMB default is 1e-6)
+        cfg = load_config(None, ["model.name=resnet10t", f"data.root={folder}", "data.workers=0", f"optim.opt={opt}",
+                                 f"optim.eps={'null' if eps is None else eps}", "curriculum.name=none",
+                                 "train.epochs=1", "train.batch_size=4", "train.progress=false",
+                                 f"train.output={tmp_path}"])
+        optimizer = Trainer(cfg, run_dir=str(tmp_path / f"{opt}{eps}")).optimizer
+        assert type(optimizer).__name__.lower() == opt
+        assert optimizer.defaults["eps"] == (eps if eps is not None else 1e-8)  # torch AdamW's default
+    with pytest.raises(ConfigError, match="optim.eps"):
+        load_config(None, ["optim.eps=0"])
+
+
+def test_mae_finetune_defaults_are_maes_vit_b_recipe():
+    # He et al. 2022 Table 9 / facebookresearch/mae main_finetune.py for ViT-B: layer decay 0.65, weight decay 0.05,
+    # 5 warm-up epochs, 100 epochs, lr 5e-4 at 256, no EMA, no gradient clipping (clip_grad default None)
+    from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS
+
+    cfg = load_config(None, base=FINETUNE_DEFAULTS)
+    o = cfg.optim
+    assert (o.layer_decay, o.weight_decay, o.warmup_epochs, o.base_lr, o.base_batch) == (0.65, 0.05, 5, 5e-4, 256)
+    assert (cfg.train.epochs, cfg.train.ema, o.clip_grad, cfg.curriculum.name) == (100, False, None, "none")

@@ -27,11 +27,15 @@ def test_bench_step_table_csv_and_ratios(tmp_path, capsys):
     out = tmp_path / "b"
     assert bench.main(["--device", "cpu", "--models", "resnet10t", "--modes", "eager,compile", "--compile-backend",
                        "aot_eager", "--final-size", "32", "--batch", "4", "--steps", "1", "--warmup", "0",
-                       "--num-classes", "2", "--threads", "1", "--out", str(out)]) == 0
+                       "--num-classes", "2", "--threads", "1", "--repeats", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| model | mode | size |" in printed
+    assert "| model | mode | size |" in printed and "model step (no EMA, no batch path), 3 x 1 timed steps" in printed
     with open(out / "bench_step.csv") as f:
         rows = list(csv.DictReader(f))
+    # three repeats per cell: img/s from the median, the fastest apart (never slower than the median)
+    for r in rows:
+        assert r["repeats"] == "3" and float(r["ms_min"]) <= float(r["ms_per_step"])
+        assert float(r["img_s"]) == pytest.approx(4 / (float(r["ms_per_step"]) / 1e3), rel=1e-6)
     # efficienttrain's b_list = [160]*3 + [192] + [224] (LeapLabTHU/EfficientTrain, ET_training.py) at final 32:
     # 160/224 * 32 = 22.9 and 192/224 * 32 = 27.4, rounded to the nearest even size (the crop's even-size rule)
     assert sorted({int(r["size"]) for r in rows}) == [22, 28, 32]
@@ -48,6 +52,9 @@ def test_bench_step_table_csv_and_ratios(tmp_path, capsys):
                        "--batch", "2", "--steps", "1", "--budget-s", "0", "--out", str(tmp_path / "c")]) == 0
     with open(tmp_path / "c" / "bench_step.csv") as f:
         assert {r["skipped"] for r in csv.DictReader(f)} == {"budget"}
+    with pytest.raises(SystemExit):
+        bench.main(["--repeats", "0"])
+    assert "and --repeats must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.main(["--modes", "eager,fast"])
     assert "unknown mode(s) ['fast']" in capsys.readouterr().err

@@ -127,3 +127,42 @@ def test_loss_monitor_matches_the_host_sum_and_refuses_bad_intervals():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="log interval must be an integer >= 1"):
             DeviceLossMonitor(torch.device("cpu"), bad)
+
+
+def test_log_interval_counts_optimizer_steps_under_accumulation(folder, tmp_path, monkeypatch):
+    # train.log_interval is in steps (config.py): with 2 micro-batches per step, 4 steps at interval 2 read the loss
+    # 4 / 2 times plus the epoch end's (counting micro-batches read it after every step: 4 + 1)
+    trainer = _trainer(folder, tmp_path / "accum", 4 * 2 * 4, 2, accum_steps=2)
+    counts = _count_syncs(monkeypatch)
+    row = trainer.train_one_epoch(0)
+    monkeypatch.undo()
+    assert row["train_images"] == 32 and trainer.plan.epoch_steps[0] == 4
+    assert counts["tolist"] == 4 // 2 + 1
+    mon = DeviceLossMonitor(torch.device("cpu"), 2)
+    for step in (0, 0, 0, 1):
+        mon.add(torch.tensor(1.0), 4, step)
+        assert not mon.due() or step == 1
+    assert mon.due()
+
+
+@pytest.mark.parametrize("kernel,reads", [("fused", 0), ("foreach", 1)])
+def test_fp16_grad_scaler_reads_its_inf_check_only_without_a_fused_optimizer(kernel, reads, monkeypatch):
+    """docs/training.md's fp16 note: GradScaler hands a fused optimizer (torch's AdamW/Adam/SGD, optim.fused auto on
+    CUDA) its scale and inf flag as tensors, so the skip happens on the device; with any other optimizer
+    (foreach, LAMB) GradScaler.step reads the inf flag on the host every step. (Run on the CPU: the same code path.)"""
+    model = torch.nn.Linear(4, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **{kernel: True})
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    scaler.scale(model(torch.randn(3, 4)).sum()).backward()
+    counts: Counter = Counter()
+    real = torch.Tensor.item
+
+    def item(self):  # GradScaler's own reads (the optimizer reads its step counts, CPU tensors on CUDA too)
+        counts["item"] += sys._getframe(1).f_globals.get("__name__") == "torch.amp.grad_scaler"
+        return real(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    scaler.step(opt)
+    scaler.update()
+    monkeypatch.undo()
+    assert counts["item"] == reads

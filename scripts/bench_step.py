@@ -1,9 +1,12 @@
-"""Step benchmark: does a training step's wall time follow its FLOPs at every stage size of a curriculum?
+"""Model-step benchmark: does a training step's model work follow its FLOPs at every stage size of a curriculum?
 
 For each model, each distinct input size of its curriculum schedule, and each mode (eager, channels_last,
-compile, compile+channels_last), it times the trainer's step (forward under autocast, label-smoothed cross
-entropy, backward, gradient clipping, AdamW with the run's kernel choice ``optim.fused: auto``) on random batches,
-and reports img/s and, against the final size in the same mode,
+compile, compile+channels_last), it times the model step (forward under autocast, label-smoothed cross entropy,
+backward, gradient clipping, AdamW with the run's kernel choice ``optim.fused: auto``) on random batches already on
+the device. It leaves out what the trainer's step adds around that: the EMA update and the device batch path
+(RandAugment, random erasing, the low-frequency crop, Mixup/CutMix); a run's ``img_s`` includes them. Each cell
+times ``--steps`` steps ``--repeats`` times: ``ms_per_step`` is the median repeat, ``ms_min`` the fastest, and img/s
+follows the median. It reports, against the final size in the same mode,
 
 * ``time_ratio``: measured time per image at B / at the final size;
 * ``flop_ratio``: predicted train FLOPs per image at B / at the final size (efficienttrain_ext.curriculum.flops);
@@ -30,6 +33,7 @@ import copy
 import csv
 import json
 import os
+import statistics
 import sys
 import time
 from typing import Iterator
@@ -62,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="timed steps per cell")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps after the first (default 3)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of --steps steps per cell; the median and the "
+                   "fastest are reported (default 3)")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16"], help="auto: bf16 on CUDA, off on CPU")
     p.add_argument("--num-classes", type=int, default=1000)
     p.add_argument("--compile-backend", default="inductor")
@@ -79,8 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"unknown mode(s) {bad}; choose from {', '.join(MODES)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA device")
-    if min(args.steps, args.batch, args.final_size) < 1 or args.warmup < 0:
-        p.error("--steps, --batch and --final-size must be >= 1, --warmup >= 0")
+    if min(args.steps, args.batch, args.final_size, args.repeats) < 1 or args.warmup < 0:
+        p.error("--steps, --batch, --final-size and --repeats must be >= 1, --warmup >= 0")
     return args
 
 
@@ -138,14 +144,17 @@ def bench_model_mode(base: torch.nn.Module, sizes: list[int], mode: str, args, d
         for _ in range(args.warmup):
             step(x, y)
         _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            step(x, y)
-        _sync(device)
-        spent = time.perf_counter() - t0
+        spent = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step(x, y)
+            _sync(device)
+            spent.append(time.perf_counter() - t0)
         args.cell_seconds[mode] = time.perf_counter() - cell_start
-        yield {**row, "img_s": args.batch * args.steps / spent, "ms_per_step": 1e3 * spent / args.steps,
-               "first_step_s": first}
+        median = statistics.median(spent)
+        yield {**row, "img_s": args.batch * args.steps / median, "ms_per_step": 1e3 * median / args.steps,
+               "ms_min": 1e3 * min(spent) / args.steps, "repeats": args.repeats, "first_step_s": first}
 
 
 def add_ratios(rows: list[dict], flops: dict[str, dict[int, float]], final_size: int) -> None:
@@ -161,7 +170,7 @@ def add_ratios(rows: list[dict], flops: dict[str, dict[int, float]], final_size:
             r["realised"] = r["flop_ratio"] / r["time_ratio"]
 
 
-COLUMNS = ["model", "mode", "size", "batch", "img_s", "ms_per_step", "first_step_s", "gflop_per_img", "flop_ratio",
+COLUMNS = ["model", "mode", "size", "batch", "img_s", "ms_per_step", "ms_min", "repeats", "first_step_s", "gflop_per_img", "flop_ratio",
            "time_ratio", "realised", "skipped"]
 
 
@@ -244,7 +253,8 @@ def main(argv=None) -> int:
                              else "skipped (budget)"), file=sys.stderr, flush=True)
     rows = write_files(rows, flops, args)
     print(f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}, torch "
-          f"{torch.__version__}, curriculum {args.curriculum}, batch {args.batch}, {args.steps} timed steps")
+          f"{torch.__version__}, curriculum {args.curriculum}, batch {args.batch}, model step (no EMA, no batch path), "
+          f"{args.repeats} x {args.steps} timed steps (ms_per_step: median, ms_min: fastest)")
     print(table(rows))
     drawn = plot(rows, os.path.join(args.out, "bench_step.png"))
     print(f"wrote {args.out}/bench_step.csv, .json" + (", .png" if drawn else " (no matplotlib: no plot)")

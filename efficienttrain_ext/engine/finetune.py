@@ -42,12 +42,15 @@ from .trainer import Trainer
 __all__ = ["FINETUNE_DEFAULTS", "LINEAR_PROBE_DEFAULTS", "Source", "LoadReport", "LinearProbe", "load_source",
            "source_model_defaults", "load_backbone", "classifier_names", "run_finetune"]
 
-# `etrain finetune`'s defaults (MAE's fine-tuning recipe, He et al. 2022, Table 9, with this project's augmentation
-# defaults: RandAugment m9, mixup 0.8, cutmix 1.0, label smoothing 0.1, erasing 0.25, drop path 0.1)
+# `etrain finetune`'s defaults: MAE's ViT-B fine-tuning recipe (He et al. 2022, Table 9; facebookresearch/mae
+# main_finetune.py: layer decay 0.65 for ViT-B, no EMA, no gradient clipping, weight decay 0.05, 5 warm-up epochs,
+# 100 epochs), with its augmentation (RandAugment m9, mixup 0.8, cutmix 1.0, label smoothing 0.1, erasing 0.25, drop
+# path 0.1, which are also this project's defaults)
 FINETUNE_DEFAULTS: dict[str, Any] = {
     "curriculum": {"name": "none"},
-    "optim": {"base_lr": 5e-4, "base_batch": 256, "layer_decay": 0.75, "warmup_epochs": 5},  # MAE Table 9: 5
-    "train": {"epochs": 100},
+    "optim": {"base_lr": 5e-4, "base_batch": 256, "layer_decay": 0.65, "warmup_epochs": 5, "clip_grad": None,
+              "weight_decay": 0.05},
+    "train": {"epochs": 100, "ema": False},
 }
 # --linear-probe on top (MAE's linear probing, Table 10 there: no augmentation beyond crop + flip, no weight decay)
 LINEAR_PROBE_DEFAULTS: dict[str, Any] = {

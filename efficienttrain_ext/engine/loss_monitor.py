@@ -37,7 +37,8 @@ def host_sync_allowed(device: torch.device) -> Iterator[None]:
 class DeviceLossMonitor:
     """Sum of ``loss * images`` over an epoch and the first non-finite loss, as device tensors.
 
-    ``interval``: steps between host reads (``train.log_interval``); :meth:`due` says when one is due.
+    ``interval``: optimizer steps between host reads (``train.log_interval``; under gradient accumulation the
+    micro-batches of one step count once); :meth:`due` says when one is due.
     """
 
     def __init__(self, device: torch.device, interval: int):
@@ -63,11 +64,12 @@ class DeviceLossMonitor:
         self.bad_value = torch.where(first_bad, loss, self.bad_value)
         self.images += images
         self.first_unchecked = step if self.first_unchecked is None else self.first_unchecked
+        if step != self.last_step:  # optimizer steps, not micro-batches: accumulation's micro-batches share a step
+            self.since_check += 1
         self.last_step = step
-        self.since_check += 1
 
     def due(self) -> bool:
-        """Whether ``interval`` steps were added since the last check."""
+        """Whether ``interval`` optimizer steps (distinct ``step`` values) were added since the last check."""
         return self.since_check >= self.interval
 
     def check(self) -> float:

@@ -29,14 +29,18 @@ def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[st
         rs = [r for r in rows if r["stage"] == i]
         if not rs:
             continue
-        imgs = sum(r["train_images"] for r in rs)
+        # rates from the images whose time train_time holds: steps that compiled are timed apart, so their images
+        # count in neither (older rows have no timed_images: all images)
+        imgs = sum(r.get("timed_images", r["train_images"]) for r in rs)
         secs = sum(r["train_time"] for r in rs)
-        per_stage.append((i, st, rs, imgs, secs))
+        per_stage.append((i, st, rs, imgs, secs, sum(r["train_images"] for r in rs)))
     final = [p for p in per_stage if p[1]["size"] == final_size]
-    ref_spi = (final[-1][4] / final[-1][3]) if final else None
+    ref_spi = (final[-1][4] / max(final[-1][3], 1)) if final else None
     meas_total_time = sum(p[4] for p in per_stage)
-    total_imgs = sum(p[3] for p in per_stage)
-    for i, st, rs, imgs, secs in per_stage:
+    total_imgs = sum(p[5] for p in per_stage)
+    # every image trained at its stage's measured time per image (= train time when nothing compiled)
+    est_total_time = sum(all_imgs * secs / max(imgs, 1) for _, _, _, imgs, secs, all_imgs in per_stage)
+    for i, st, rs, imgs, secs, _ in per_stage:
         spi = secs / max(imgs, 1)
         epochs = f"{rs[0]['epoch']}-{rs[-1]['epoch']}"
         meas = spi / ref_spi if ref_spi else None
@@ -61,7 +65,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]], stages: Iterable[Mapping[st
         baseline_epochs = stages[0].get("baseline_epochs") if stages else None
         images_per_epoch = total_imgs / max(len(rows), 1)
         base_imgs = images_per_epoch * (baseline_epochs or len(rows))
-        measured = meas_total_time / (base_imgs * ref_spi)
+        measured = est_total_time / (base_imgs * ref_spi)
         lines.append(
             f"cost vs baseline: predicted {_fmt(predicted_total, '.3f')} (FLOPs), measured {measured:.3f} "
             f"(time per image at each size vs at {final_size})"

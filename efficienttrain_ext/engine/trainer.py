@@ -51,7 +51,7 @@ from .metrics import MetricsLog
 from .model_factory import create_model
 from .pipeline import BatchPipeline
 from .prefetch import Prefetcher
-from .recipe import progress_rule, warmup_position
+from .recipe import AuthorsStageLR, progress_rule, set_group_lr, warmup_note, warmup_position
 from .report import summary_table
 from .stage_plan import StagePlan, steps_per_epoch
 from .tasks import ClassificationTask, Task
@@ -228,6 +228,7 @@ class Trainer:
         global_batch = cfg.train.batch_size * self.info.world * self.accum.steps
         self.lr = o.lr if o.lr is not None else o.base_lr * global_batch / o.base_batch
         extra = {"betas": tuple(o.betas)} if o.betas is not None else {}
+        extra.update({"eps": o.eps} if o.eps is not None else {})
         self.optimizer = create_optimizer_v2(self.model, o.opt, lr=self.lr, weight_decay=o.weight_decay,
                                              momentum=o.momentum, layer_decay=o.layer_decay, **extra,
                                              **optimizer_kernel_options(o.opt, o.fused, self.device))
@@ -240,6 +241,8 @@ class Trainer:
         self.lr_scheduler, _ = create_scheduler_v2(
             self.optimizer, o.sched, num_epochs=max(total - warmup, 1e-9), warmup_epochs=warmup,
             warmup_lr=o.warmup_lr, warmup_prefix=True, min_lr=o.min_lr, step_on_epochs=False, updates_per_epoch=ref)
+        # optim.lr_mode=authors: the authors' per-stage restarts instead of the one cosine above
+        self.stage_lr = AuthorsStageLR.build(cfg, self.plan, self.lr) if o.lr_mode == "authors" else None
         self.amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.ema = ModelEmaV3(self.model, decay=cfg.train.ema_decay, use_warmup=cfg.train.ema_warmup) \
@@ -404,6 +407,8 @@ class Trainer:
     def _set_lr(self, epoch: int, done: int) -> None:
         """timm's scheduler value at the plan's position, times the stage's batch factor (linear scaling rule)."""
         self.lr_scheduler.step_update(num_updates=self.plan.lr_position(epoch, done))
+        if self.stage_lr is not None:
+            set_group_lr(self.optimizer, self.stage_lr.value(self.plan, epoch, done))
         factor = self.plan.lr_factor(epoch)
         if factor != 1.0:
             for group in self.optimizer.param_groups:
@@ -462,6 +467,7 @@ class Trainer:
                    file=sys.stderr, disable=not (cfg.train.progress and self.info.main))
         t_start, cpu_start = time.perf_counter(), time.process_time()
         loaded = [0]
+        compiling: dict[int, int] = {}  # micro-batch -> its images, for those whose step compiled (time not counted)
 
         def prepare(indexed):
             """Micro-batch j's host side and its device path (prefetched: on a side stream on CUDA). Batches keep
@@ -480,7 +486,8 @@ class Trainer:
                 x, y = self.pipeline.mix(torch.cat([x, rx.to(x.device, x.dtype)]), torch.cat([y, ry.to(y.device)]))
             else:
                 x, y = self.pipeline.train(x, y, st.size, m)
-            clock.stop(self._sync)
+            if clock.stop(self._sync):
+                compiling[j] = x.shape[0]
             return j, i, m, (to_channels_last(x) if cfg.train.channels_last else x), y
 
         with recompile_room(len(self.schedule.stages)):
@@ -489,7 +496,8 @@ class Trainer:
                 m = m_j
                 clock.start()
                 monitor.add(self._step(x, y, step, j), x.shape[0], step)
-                clock.stop(self._sync)
+                if clock.stop(self._sync):
+                    compiling[j] = x.shape[0]
                 if not accum.is_last(j):
                     continue
                 self._set_lr(epoch, i + 1)
@@ -508,11 +516,12 @@ class Trainer:
         cpu_time = time.process_time() - cpu_start - clock.cpu_seconds  # all threads of this process
         bar.close()
         self.lr_scheduler.step(epoch + 1)
-        stats = self.comm.sum([loss_sum, monitor.images, loaded[0]])
+        # img/s and the summary's time per image: the images of steps whose time counts (compiling steps' do not)
+        stats = self.comm.sum([loss_sum, monitor.images, loaded[0], monitor.images - sum(compiling.values())])
         return {"train_loss": float(stats[0] / max(stats[1], 1)), "train_images": int(stats[1]),
-                "loaded_images": int(stats[2]), "replay": st.replay,
+                "timed_images": int(stats[3]), "loaded_images": int(stats[2]), "replay": st.replay,
                 "batch": plan.batch(epoch) * self.info.world * accum.steps,
-                "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[1]) / max(train_time, 1e-9),
+                "train_time": train_time, "train_cpu_time": cpu_time, "img_s": float(stats[3]) / max(train_time, 1e-9),
                 "compile_time": clock.seconds, "compilations": clock.compilations, "magnitude": m, "lr": lr}
 
     @torch.no_grad()
@@ -548,10 +557,9 @@ class Trainer:
             steps = "/".join(str(p["steps_per_epoch"]) for p in plan.describe())
             batches = "/".join(str(b * self.info.world * plan.accum) for b in plan.stage_batch)
             accum = f" ({plan.accum} micro-batches per step)" if plan.accum > 1 else ""
-            warmup = warmup_position(self.cfg, plan) / plan.lr_total
             print(f"run directory: {self.run_dir}; steps/epoch {steps}, global batch {batches} (per stage){accum}, "
-                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world * plan.accum}, warm-up "
-                  f"{warmup:.1%} of the schedule, progress by {progress_rule(self.cfg, self.schedule)}, "
+                  f"lr {self.lr:.3g} at {self.cfg.train.batch_size * self.info.world * plan.accum}, "
+                  f"{warmup_note(self.cfg, plan)}, progress by {progress_rule(self.cfg, self.schedule)}, "
                   f"device {self.device}", flush=True)
         train_total = sum(r["train_time"] for r in (self.log.rows if self.log else []))
         last: dict[str, Any] = self.log.rows[-1] if self.log and self.log.rows else {}
