@@ -273,7 +273,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 def _cmd_shards(args: argparse.Namespace) -> int:
     patterns = write_shards(args.image_folder, args.out_dir, args.shard_size, seed=args.seed,
-                            overwrite=args.overwrite, report_only=args.report_only)
+                            overwrite=args.overwrite)
     for split, pattern in patterns.items():
         print(f"{split}: {pattern}")
     if "train" in patterns:
