@@ -24,7 +24,7 @@ On this project's CPU machine (docs/data.md has the table):
     python scripts/make_photo_folder.py /tmp/photos --per-class 200 --val-per-class 2
     python scripts/bench_loader.py --root /tmp/photos --workers 1,2 --model resnet50 --model-batch 16 \\
         --out outputs/bench_loader_cpu
-On a GPU machine (prepared; the numbers go into docs/data.md and the README):
+On a GPU machine (prepared; the numbers go into docs/data.md):
     python scripts/make_photo_folder.py /tmp/photos --per-class 400 --val-per-class 10
     python scripts/bench_loader.py --root /tmp/photos --devices cpu,mixed --workers 1,2,4,8,16 --batch 160 \\
         --model resnet50 --model-device cuda --model-batch 160 --e2e --out outputs/bench_loader_gpu

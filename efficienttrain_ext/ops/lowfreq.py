@@ -10,7 +10,7 @@ Backends on CUDA (``ETRAIN_LOWFREQ_BACKEND``, read at every call; :func:`lowfreq
 ``etrain::lowfreq_crop_gemm``); ``triton``, the fused single-pass kernel of :mod:`.lowfreq_triton`, registered as
 the CUDA kernel of ``etrain::lowfreq_crop`` / ``lowfreq_pad`` when triton imports and, for torch.compile to trace
 into it, as the ``triton_op`` ``etrain::lowfreq_crop_triton`` / ``lowfreq_pad_triton`` that the wrappers below
-call. cuBLAS is the default because it measured faster on an H200 (README.md, Performance: 0.84 vs 3.2-6.9 ms in
+call. cuBLAS is the default because it measured faster on an H200 (docs/performance.md: 0.84 vs 3.2-6.9 ms in
 exact fp32, 0.32 vs 0.58 ms in TF32 at 256x3x224^2 -> 160). float64 always takes the GEMM form. The CPU always
 runs the C++ kernels.
 """
