@@ -17,6 +17,7 @@ also 4x less memory traffic than float32. Normalise to float after augmentation.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -153,18 +154,24 @@ def _run(x, code: str, *cols, interp=None, fill=None) -> torch.Tensor:
 # ---- affine matrices (Pillow's inverse convention: output pixel centre -> input coordinate) ----
 
 def rotate_matrix(degrees: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    """[N, 6] matrices of Pillow's ``Image.rotate(angle)`` (expand=False, centre (w/2, h/2)), computed with
-    Python's math exactly as Pillow does (round(cos, 15), ...) so that the kernels see identical coefficients."""
-    rows = []
+    """[N, 6] matrices of Pillow's ``Image.rotate(angle)`` (expand=False, centre (w/2, h/2)), the same float64
+    operations as Pillow's Python code so that the kernels see identical coefficients: ``angle % 360`` (Python's
+    float modulo, zero always +0.0), ``-radians``, ``round(cos, 15)`` / ``round(sin, 15)``, then the centre terms.
+    cos, sin and round go through Python's math and round over the whole vector (``map``: C-level iteration, no
+    bytecode per sample), because torch.cos (SLEEF) differs from libm in the last bit for ~0.2% of angles and
+    round(., 15) can turn that into a different coefficient; the rest is tensor arithmetic in Pillow's order."""
+    deg = torch.as_tensor(degrees, dtype=torch.float64).reshape(-1)
+    r = torch.fmod(deg, 360.0)  # exact, like C's fmod; then Python's float % for a positive divisor
+    r = torch.where(r < 0, r + 360.0, r)
+    r = torch.where(r == 0, 0.0, r)
+    ang = (-(r * (math.pi / 180.0))).tolist()  # math.radians(x) is x * (pi / 180)
+    cos = torch.tensor(list(map(round, map(math.cos, ang), itertools.repeat(15))), dtype=torch.float64)
+    sin = torch.tensor(list(map(round, map(math.sin, ang), itertools.repeat(15))), dtype=torch.float64)
+    a, b, d, e = cos, sin, -sin, cos  # round(-s, 15) == -round(s, 15): Python rounds the magnitude
     cx, cy = w / 2.0, h / 2.0
-    for deg in degrees.tolist():
-        ang = -math.radians(deg % 360.0)
-        a, b = round(math.cos(ang), 15), round(math.sin(ang), 15)
-        d, e = round(-math.sin(ang), 15), round(math.cos(ang), 15)
-        c = a * -cx + b * -cy + 0.0
-        f = d * -cx + e * -cy + 0.0
-        rows.append((a, b, c + cx, d, e, f + cy))
-    return torch.tensor(rows, dtype=torch.float64).reshape(-1, 6)
+    c = a * -cx + b * -cy + 0.0
+    f = d * -cx + e * -cy + 0.0
+    return torch.stack((a, b, c + cx, d, e, f + cy), dim=1)
 
 
 def _affine(x, m: torch.Tensor, fillcolor, resample) -> torch.Tensor:
