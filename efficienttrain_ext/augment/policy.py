@@ -228,6 +228,7 @@ class RandAugment:
         self.fill = tuple(int(round(float(v))) for v in mean)
         self.interp_choices = _interp_choices(hp.get("interpolation"))
         self._table = _OpTable(self.ops, self.translate_pct, self.translate_const)
+        self._fills: dict[tuple, torch.Tensor] = {}  # the fill colour per (channels, self.fill)
         self.generator = generator
         self.magnitude = cfg["magnitude"]
 
@@ -298,16 +299,22 @@ class RandAugment:
         code, params, interp = self.chain_args(draws, height, width)
         return code[:, slot], params[:, slot], interp[:, slot]
 
+    def chain_inputs(self, n: int, c: int, h: int, w: int, generator: torch.Generator | None = None):
+        """The host arguments of ``augment_chain`` for a batch of ``n`` c x h x w images, freshly drawn: (op [n, L],
+        params [n, L, 6], interp [n, L], fill [n, c]). Everything RandAugment does on the host before the op."""
+        code, params, interp = self.chain_args(self.draw(n, generator), h, w)
+        fill = self._fills.get((c, self.fill))
+        if fill is None:
+            fill = self._fills[(c, self.fill)] = torch.tensor((list(self.fill) * 3)[:c] if len(self.fill) < c else
+                                                 list(self.fill[:c]), dtype=torch.uint8)
+        return code, params, interp, fill.expand(n, c)
+
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         F.check_batch(batch, "batch")
         n, c, h, w = batch.shape
         if n == 0 or self.num_layers == 0:
             return batch.clone()
-        draws = self.draw(n, generator)
-        fill = torch.tensor((list(self.fill) * 3)[:c] if len(self.fill) < c else list(self.fill[:c]),
-                            dtype=torch.uint8).expand(n, c).contiguous()
-        code, params, interp = self.chain_args(draws, h, w)
-        return F.apply_chain(batch, code, params, interp, fill)
+        return F.apply_chain(batch, *self.chain_inputs(n, c, h, w, generator))
 
 
 _INF = math.inf
@@ -370,70 +377,87 @@ def _op_row(name: str, translate_pct: float, translate_const: float) -> dict[str
 
 class _OpTable:
     """The level-to-argument rows (:func:`_op_row`) of a policy's op list as tensors, so that the arguments of all
-    slots of a batch come from one gather and a fixed sequence of float64 tensor ops, whatever ops were drawn:
+    slots of a batch come from two gathers and a fixed sequence of float64 tensor ops, whatever ops were drawn:
 
         v = lvl * scale;  v = v * s (signed);  v = trunc(v) (trunc);  v = v * W or H (side)
         v = clamp(v, clamp1);  v = add1 + mul1 * v;  v = clamp(v, clamp2);  v = add2 + mul2 * v;  v = clamp(v, clamp3)
 
     then Rotate's rows become Pillow's matrices and GaussianBlurRand's its drawn radius. An op that does not take a
-    step passes it as an exact identity; a step that no op of the list takes is not run at all."""
+    step passes it as an exact identity (x * 1.0, -0.0 + x, a clamp to +-inf); a step that no op of the list takes
+    is not run at all. The host cost is what matters here (hundreds of microseconds of Python per batch before):
+    every number of a row (the steps' constants, the op code, the params column and the other params) sits in one
+    [ops, columns] table per image size, gathered once per call."""
 
-    _STEPS = ("scale", "sign", "trunc", "side", "lo1", "hi1", "add1", "mul1", "lo2", "hi2", "add2", "mul2", "lo3",
-              "hi3")
+    _COLS = ("scale", "neg", "trunc", "side", "lo1", "hi1", "add1", "mul1", "lo2", "hi2", "add2", "mul2", "lo3", "hi3",
+             "col", "code", "rotate", "blur_rand")
 
     def __init__(self, ops: Sequence[str], translate_pct: float, translate_const: float):
-        rows = [_op_row(name, translate_pct, translate_const) for name in ops]
-        self.code = torch.tensor([r["code"] for r in rows], dtype=torch.int64)
-        self.col = torch.tensor([r["col"] for r in rows], dtype=torch.int64)
-        self.base = torch.tensor([(*r["base"], 0.0) for r in rows], dtype=torch.float64)  # + the spare column
-        self.steps = torch.tensor([(r["scale"], float(r["signed"]), float(r["trunc"]), float(r["side"]), *r["clamp1"],
-                                    *r["affine1"], *r["clamp2"], *r["affine2"], *r["clamp3"]) for r in rows],
-                                  dtype=torch.float64)
-        self.rotate = torch.tensor([r["rotate"] for r in rows], dtype=torch.bool)
-        self.blur_rand = torch.tensor([r["blur_rand"] for r in rows], dtype=torch.bool)
+        self.rows = [_op_row(name, translate_pct, translate_const) for name in ops]
+        self.code = torch.tensor([r["code"] for r in self.rows], dtype=torch.int64)
+        rows = self.rows
         # The steps some op of this list takes (the others are identities for every row, so they are skipped).
         self.used = {k for k in ("signed", "trunc", "side") if any(r[k] for r in rows)}
         self.used |= {k for k in ("clamp1", "clamp2", "clamp3") if any(r[k] != _NO_CLAMP for r in rows)}
         self.used |= {k for k in ("affine1", "affine2") if any(r[k] != _NO_AFFINE for r in rows)}
-        self.any_rotate = bool(self.rotate.any())
-        self.any_blur_rand = bool(self.blur_rand.any())
+        self.used |= {k for k in ("rotate", "blur_rand") if any(r[k] for r in rows)}
+        self._sized: dict[tuple[int, int], torch.Tensor] = {}
+        self._at = {k: i for i, k in enumerate(self._COLS)}
+
+    def _columns(self, h: int, w: int) -> torch.Tensor:
+        """[ops, columns] float64 for an h x w image (side = the W or H that TranslateXRel/YRel multiply by): the
+        _COLS, then the 7 params (the spare column last)."""
+        t = self._sized.get((h, w))
+        if t is None:
+            t = torch.tensor([(r["scale"], -1.0 if r["signed"] else 1.0, float(r["trunc"]),
+                               {0: 1.0, 1: float(w), 2: float(h)}[r["side"]], *r["clamp1"], *r["affine1"], *r["clamp2"],
+                               *r["affine2"], *r["clamp3"], float(r["col"]), float(r["code"]), float(r["rotate"]),
+                               float(r["blur_rand"]), *r["base"], 0.0) for r in self.rows], dtype=torch.float64)
+            if len(self._sized) >= 16:  # a handful of sizes per run; bound it anyway
+                self._sized.clear()
+            self._sized[(h, w)] = t
+        return t
 
     def args(self, idx: torch.Tensor, lvl: torch.Tensor, negate: torch.Tensor, h: int, w: int,
              blur_u: torch.Tensor | None = None, live: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(op codes [M], params [M, 6] float64) for op indices ``idx`` [M] into the list, levels ``lvl`` [M]
         (magnitude / 10, float64), ``negate`` [M] bool, an h x w image and GaussianBlurRand's uniforms ``blur_u``
         [M]. ``live`` [M] bool: the slots that are applied (only those need ``blur_u``); default all."""
-        st = self.steps[idx]
-        col = dict(zip(self._STEPS, st.unbind(1)))
-        v = lvl * col["scale"]
-        if "signed" in self.used:
-            v = v * torch.where(negate & (col["sign"] != 0), -1.0, 1.0)
-        if "trunc" in self.used:
-            v = torch.where(col["trunc"] != 0, torch.trunc(v), v)
-        if "side" in self.used:
-            side = col["side"]
-            v = torch.where(side == 1, v * float(w), torch.where(side == 2, v * float(h), v))
-        for k, (a, b) in (("clamp1", ("lo1", "hi1")), ("affine1", ("add1", "mul1")), ("clamp2", ("lo2", "hi2")),
-                          ("affine2", ("add2", "mul2")), ("clamp3", ("lo3", "hi3"))):
-            if k in self.used:
-                v = torch.clamp(v, col[a], col[b]) if k.startswith("clamp") else col[a] + col[b] * v
-        params = self.base[idx]
-        params.scatter_(1, self.col[idx].unsqueeze(1), v.unsqueeze(1))
+        g = self._columns(h, w).index_select(0, idx)
+        t = g.t()  # column views
+        c, used = self._at, self.used
+        v = lvl * t[c["scale"]]
+        if "signed" in used:
+            v = v * torch.where(negate, t[c["neg"]], 1.0)
+        if "trunc" in used:
+            v = torch.where(t[c["trunc"]] != 0, torch.trunc(v), v)
+        if "side" in used:
+            v = v * t[c["side"]]
+        if "clamp1" in used:
+            v = torch.clamp(v, t[c["lo1"]], t[c["hi1"]])
+        if "affine1" in used:
+            v = t[c["add1"]] + t[c["mul1"]] * v
+        if "clamp2" in used:
+            v = torch.clamp(v, t[c["lo2"]], t[c["hi2"]])
+        if "affine2" in used:
+            v = t[c["add2"]] + t[c["mul2"]] * v
+        if "clamp3" in used:
+            v = torch.clamp(v, t[c["lo3"]], t[c["hi3"]])
+        params = g[:, len(self._COLS):].clone()
+        params.scatter_(1, t[c["col"]].to(torch.int64).unsqueeze(1), v.unsqueeze(1))
         params = params[:, :F.NUM_PARAMS]
-        if self.any_blur_rand:
-            rand = self.blur_rand[idx]
+        if "blur_rand" in used:
+            rand = t[c["blur_rand"]] != 0
             need = rand if live is None else rand & live
             if bool(need.any()):
                 if blur_u is None:
                     raise ValueError("draws: GaussianBlurRand needs draws['blur_u'] (the radius uniforms)")
                 params[:, 0] = torch.where(rand, F.gaussian_blur_rand_radius(v, blur_u.to(torch.float64)), params[:, 0])
-        if self.any_rotate:
-            rot = self.rotate[idx]
-            if live is not None:
-                rot = rot & live
-            if bool(rot.any()):
-                params[rot] = F.rotate_matrix(v[rot], w, h)
-        return self.code[idx], params
+        if "rotate" in used:
+            rot = t[c["rotate"]] != 0
+            rot = torch.nonzero(rot if live is None else rot & live).squeeze(1)
+            if rot.numel():
+                params[rot] = F.rotate_matrix(v.index_select(0, rot), w, h)
+        return t[c["code"]].to(torch.int64), params
 
 
 def _op_args(name: str, lvl: torch.Tensor, sign: torch.Tensor, h: int, w: int, translate_pct: float,
@@ -443,7 +467,7 @@ def _op_args(name: str, lvl: torch.Tensor, sign: torch.Tensor, h: int, w: int, t
     if name == "GaussianBlurRand" and u is None:
         raise ValueError("GaussianBlurRand needs its radius uniforms u")
     table = _OpTable([name], translate_pct, translate_const)
-    code, params = table.args(torch.zeros(lvl.shape[0], dtype=torch.int64), lvl, sign < 0, h, w, u)
+    _, params = table.args(torch.zeros(lvl.shape[0], dtype=torch.int64), lvl, sign < 0, h, w, u)
     return int(table.code[0]), params
 
 
