@@ -26,14 +26,6 @@ ROUNDS, ITERATIONS, WARMUP = 20, 10, 2
 _RESULTS: dict[tuple[str, str], float] = {}
 
 
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _setup(policy):
     ra = from_timm_string(policy, SIZE)
     draws = ra.draw(BATCH, torch.Generator().manual_seed(0))
