@@ -40,7 +40,7 @@ bool built_with_cuda() {
 // Registered for CUDA in a CPU-only build, with each op family's signature.
 at::Tensor no_cuda(const at::Tensor&, at::IntArrayRef) { fail_no_cuda(); }
 at::Tensor no_cuda_augment(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&) {
+                           const at::Tensor&, at::OptionalIntArrayRef) {
   fail_no_cuda();
 }
 #endif
@@ -54,9 +54,10 @@ TORCH_LIBRARY(etrain, m) {
   m.def("lowfreq_pad_gemm(Tensor y, SymInt[2] size) -> Tensor");
   m.def("built_with_cuda() -> bool", &built_with_cuda);
   // One RandAugment op slot over a uint8 batch, every sample with its own op/params (see augment/augment.h).
-  m.def("augment_slot(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill) -> Tensor");
+  // present: optional op-code bitmask per slot, so that CUDA skips the passes no sample needs.
+  m.def("augment_slot(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill, int[]? present=None) -> Tensor");
   // L slots in sequence (op [N, L], params [N, L, 6], interp [N, L]): one call per RandAugment batch.
-  m.def("augment_chain(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill) -> Tensor");
+  m.def("augment_chain(Tensor x, Tensor op, Tensor params, Tensor interp, Tensor fill, int[]? present=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(etrain, CPU, m) {

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from timm.data import auto_augment as ta
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import efficienttrain_ext as et
 import efficienttrain_ext.augment.functional as AF
@@ -773,3 +774,132 @@ def test_fake_kernel_states_the_cpp_rules(args, match):
         torch.ops.etrain.augment_slot(bad, *rest)
     with FakeTensorMode() as mode, pytest.raises(ValueError, match=match):
         torch.ops.etrain.augment_slot(*[mode.from_tensor(t) for t in (bad, *rest)])
+
+
+# ---- present: the per-slot op-code masks that let the CUDA launcher skip passes (issue 26)
+
+def _mixed_chain(n=24, L=3, c=3, h=19, w=23, seed=11, identity_slot=1):
+    """A chain with every op code in some slot, one all-identity slot, random params in each op's valid range."""
+    g = torch.Generator().manual_seed(seed)
+    x = _noise_batch(n=n, c=c, h=h, w=w, seed=seed)
+    op = torch.randint(0, len(AF.OP_CODES), (n, L), generator=g)
+    op[:, identity_slot] = AF.OP_CODES["identity"]
+    params = torch.zeros(n, L, 6, dtype=torch.float64)
+    params[..., 0] = torch.rand(n, L, generator=g, dtype=torch.float64) * 1.8 + 0.1  # factors; blur radii
+    post = op == AF.OP_CODES["posterize"]
+    params[..., 0][post] = torch.randint(1, 9, (int(post.sum()),), generator=g).double()
+    aff = op == AF.OP_CODES["affine"]
+    params[aff] = AF.rotate_matrix(torch.rand(int(aff.sum()), generator=g, dtype=torch.float64) * 60 - 30, w, h)
+    interp = torch.randint(0, 3, (n, L), generator=g)
+    fill = torch.randint(0, 256, (n, c), generator=g, dtype=torch.uint8)
+    return x, op, params, interp, fill
+
+
+def test_present_masks_are_the_codes_of_each_slot():
+    _, op, _, _, _ = _mixed_chain()
+    want = [sum(1 << k for k in set(op[:, l].tolist())) for l in range(op.shape[1])]
+    assert ops_augment.present_masks(op) == want
+    assert want[1] == 1  # the identity slot: bit 0 only
+    assert ops_augment.present_masks(op[:, 0]) == [want[0]]  # a slot's [N] codes
+    assert ops_augment.present_masks(torch.zeros(0, 2, dtype=torch.int64)) == [0, 0]
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_present_mask_output_equals_output_without(device, c):
+    x, op, params, interp, fill = (t.to(device) for t in _mixed_chain(c=c))
+    exact = ops_augment.present_masks(op.cpu())
+    everything = [(1 << len(AF.OP_CODES)) - 1] * op.shape[1]
+    ref = torch.ops.etrain.augment_chain(x, op, params, interp, fill)
+    for present in (exact, everything):
+        out = torch.ops.etrain.augment_chain(x, op, params, interp, fill, present)
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    for l in range(op.shape[1]):  # each slot alone, through augment_slot
+        args = (x, op[:, l], params[:, l], interp[:, l], fill)
+        torch.testing.assert_close(torch.ops.etrain.augment_slot(*args, exact[l:l + 1]),
+                                   torch.ops.etrain.augment_slot(*args), rtol=0, atol=0)
+    # all slots identity: a new tensor equal to x, not x itself
+    ident = torch.zeros_like(op)
+    out = torch.ops.etrain.augment_chain(x, ident, params, interp, fill, [1] * op.shape[1])
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+
+
+def test_present_mask_is_checked():
+    x, op, params, interp, fill = _mixed_chain()
+    exact = ops_augment.present_masks(op)
+    # the CPU kernel refuses a mask that leaves out a code it meets (CUDA would skip that op's passes)
+    bad = list(exact)
+    bad[0] &= ~(1 << int(op[0, 0]))
+    with pytest.raises(ValueError, match=r"present\[0\] = .* leaves out op code"):
+        torch.ops.etrain.augment_chain(x, op, params, interp, fill, bad)
+    for present, match in (([exact[0]], "one op-code bitmask per slot"), ([-1, 0, 0], "present masks must be in"),
+                           ([1 << 13, 1, 1], "present masks must be in")):
+        with pytest.raises(ValueError, match=match):
+            torch.ops.etrain.augment_chain(x, op, params, interp, fill, present)
+        with FakeTensorMode() as mode, pytest.raises(ValueError, match=match):  # the fake kernel states the rule
+            torch.ops.etrain.augment_chain(*(mode.from_tensor(t) for t in (x, op, params, interp, fill)), present)
+    with pytest.raises(ValueError, match="one op-code bitmask per slot"):
+        torch.ops.etrain.augment_slot(x, op[:, 0], params[:, 0], interp[:, 0], fill, [8191, 8191])
+
+
+@pytest.mark.parametrize("chain", [False, True])
+def test_augment_ops_opcheck_with_present(device, chain):
+    x, op, params, interp, fill = (t.to(device) for t in _mixed_chain(n=4, L=2, h=12, w=10))
+    if not chain:
+        op, params, interp = op[:, 0], params[:, 0], interp[:, 0]
+    present = ops_augment.present_masks(op.cpu())
+    target = torch.ops.etrain.augment_chain if chain else torch.ops.etrain.augment_slot
+    torch.library.opcheck(target.default, (x, op, params, interp, fill, present))
+
+
+def test_stage_args_uploads_one_buffer():
+    # To another device the host arguments travel as one uint8 buffer in one copy (pinned on CUDA; here the meta
+    # device stands in for it: same code path, no pinning); on the CPU nothing is copied at all.
+    class Copies(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.moves = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+                src = args[1] if func is torch.ops.aten.copy_.default else args[0]
+                if src.device != out.device:
+                    self.moves.append((src.dtype, tuple(src.shape), kwargs.get("non_blocking", False)))
+            return out
+
+    x, op, params, interp, fill = _mixed_chain(n=5, L=2)
+    staged = ops_augment.stage_args(x, op, params, interp, fill)
+    assert all(s is t for s, t in zip(staged, (op, params, interp, fill)))  # CPU: the tensors themselves
+    meta = torch.empty(x.shape, dtype=torch.uint8, device="meta")
+    with Copies() as mode:
+        staged = ops_augment.stage_args(meta, op, params, interp, fill.int())
+    assert [m[:2] for m in mode.moves] == [(torch.uint8, (5 * 2 * 8 + 5 * 2 * 48 + 5 * 2 * 8 + 16,))]
+    assert [(t.device.type, t.dtype, tuple(t.shape)) for t in staged] == [
+        ("meta", torch.int64, (5, 2)), ("meta", torch.float64, (5, 2, 6)), ("meta", torch.int64, (5, 2)),
+        ("meta", torch.uint8, (5, 3))]
+    with Copies() as mode:  # a whole RandAugment call: still one upload
+        RandAugment("rand-m9-mstd0.5-inc1")(meta, torch.Generator().manual_seed(0))
+    assert len(mode.moves) == 1 and mode.moves[0][0] == torch.uint8
+
+
+@requires_cuda_kernels
+def test_present_mask_strided_params_and_left_out_codes_cuda():
+    # CUDA reads op/params/interp through their strides (transposed params here); a mask that leaves out codes is
+    # not checked there (that needs a sync) but never makes it read unallocated scratch: skipped passes copy.
+    x, op, params, interp, fill = _mixed_chain(n=40, L=2, identity_slot=1)
+    ref = torch.ops.etrain.augment_chain(x, op, params, interp, fill)
+    pt = params.permute(2, 0, 1).contiguous().cuda().permute(1, 2, 0)  # [N, L, 6] with column stride N * L
+    out = torch.ops.etrain.augment_chain(x.cuda(), op.cuda(), pt, interp.cuda(), fill.cuda(),
+                                         ops_augment.present_masks(op))
+    torch.testing.assert_close(out.cpu(), ref, rtol=0, atol=0)
+    slot = op[:, 0]
+    # without any histogram op or blur in the mask, those passes are not launched: such samples are copied
+    names = ("equalize", "auto_contrast", "contrast", "gaussian_blur")
+    dropped = torch.isin(slot, torch.tensor([AF.OP_CODES[k] for k in names]))
+    assert bool(dropped.any()) and not bool(dropped.all())
+    left_out = [ops_augment.present_masks(slot)[0] & ~sum(1 << AF.OP_CODES[k] for k in names)]
+    want = torch.ops.etrain.augment_slot(x, torch.where(dropped, 0, slot), params[:, 0], interp[:, 0], fill)
+    got = torch.ops.etrain.augment_slot(x.cuda(), slot.cuda(), params[:, 0].cuda(), interp[:, 0].cuda(), fill.cuda(),
+                                        left_out)
+    torch.testing.assert_close(got.cpu(), want, rtol=0, atol=0)

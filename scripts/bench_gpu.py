@@ -6,11 +6,13 @@ once) as GB/s, and that as a fraction of the device's copy bandwidth measured in
 Usage: python scripts/bench_gpu.py [--batch 256] [--size 224] [--target 160] [--json out.json]
 
 With --augment it benchmarks the batched RandAugment instead (bench_augment): img/s of
-efficienttrain_ext.augment.RandAugment('rand-m9-mstd0.5-inc1', and the t3aw set with GaussianBlur) on a uint8
-batch on the GPU (per-sample ops; checked bit-exact against the CPU kernels first), vs
-torchvision.transforms.v2.RandAugment (one op for the whole batch), kornia's RandAugment and timm's per-image PIL
-RandAugment on one CPU core, each when importable (otherwise skipped with a message).
-Usage: python scripts/bench_gpu.py --augment [--batch 256] [--size 224] [--json out.json]
+efficienttrain_ext.augment.RandAugment ('rand-m9-mstd0.5', '-inc1', and the t3aw set with GaussianBlur) on a uint8
+batch (per-sample ops; on the GPU checked bit-exact against the CPU kernels first), timed by CUDA events over
+back-to-back calls, with each policy's host cost per batch on its own line; vs torchvision.transforms.v2.RandAugment
+(one op for the whole batch), kornia's RandAugment and timm's per-image PIL RandAugment on one CPU core, each when
+importable (otherwise skipped with a message; --no-compare skips them).
+Usage: python scripts/bench_gpu.py --augment [--batch 256] [--size 224] [--iters 20] [--device cuda|cpu]
+       [--no-compare] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import dataclasses
 import json
 import os
 import statistics
+import time
 
 import torch
 import torch.nn.functional as F
 
 import efficienttrain_ext as et
+from efficienttrain_ext.ops import augment as ops_augment
 from efficienttrain_ext.ops import lowfreq_triton
 from efficienttrain_ext.ops.lowfreq import _TRITON_BANDS
 
@@ -78,40 +82,105 @@ def _skipped(what: str, e: BaseException) -> None:
     print(f"skipped: {what} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
 
 
-def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = None) -> list[dict]:
-    """GPU img/s of the batched RandAugment vs torchvision v2 / kornia RandAugment (GPU, if importable) and timm on
-    one CPU core (if importable). A missing or broken optional package skips its row with a message."""
-    import time
+def _host_ms(ra, x: torch.Tensor, gen: torch.Generator, iters: int) -> float:
+    """Median host cost of one RandAugment batch: the draws, the parameter tables, the packing, the one upload and
+    the launches, i.e. the time the calling thread spends in ra(x). On CUDA the device queue is drained first, so
+    the call returns once everything is enqueued; on the CPU the op itself runs in the call, so only the host
+    arguments (ra.chain_inputs, plus the staging, a no-op there) are timed."""
+    n, c, h, w = x.shape
+    times = []
+    ra(x, generator=gen)  # warm-up: first-call costs (allocator, pinned pool, caches) are not per batch
+    for _ in range(iters):
+        if x.is_cuda:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            ra(x, generator=gen)
+        else:
+            t0 = time.perf_counter()
+            ops_augment.stage_args(x, *ra.chain_inputs(n, c, h, w, gen))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
+
+def _throughput_ms(fn, device: torch.device, iters: int, warmup: int = 3) -> float:
+    """ms per call of back-to-back calls: CUDA events around the whole run, one sync at the end (a sync per call
+    would hide the host cost inside the device time, or add it to it); on the CPU the wall time."""
+    for _ in range(warmup):
+        fn()
+    if device.type != "cuda":
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return (time.perf_counter() - t0) * 1e3 / iters
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / iters
+
+
+def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = None, device: str = "cuda",
+                  compare: bool = True, iters: int = 20) -> list[dict]:
+    """img/s of the batched RandAugment on ``device`` (rand-m9-mstd0.5: the issue's goal; -inc1; and the t3aw set
+    with GaussianBlur), each with its host cost per batch on its own line; on CUDA first checked bit-exact against
+    the CPU kernels. With ``compare``: torchvision v2 / kornia RandAugment on the same device and timm's per-image
+    PIL RandAugment on one CPU core, each when importable (a missing or broken package skips its row)."""
     from efficienttrain_ext.augment import from_timm_string
 
-    policy = "rand-m9-mstd0.5-inc1"
+    dev = torch.device(device)
     x_cpu = _augment_photos(batch, size)
-    x = x_cpu.cuda()
+    x = x_cpu.to(dev)
     rows = []
-    ra = from_timm_string(policy, size)
-    # The GPU result must equal the CPU kernels' (same draws from the same seed), bit for bit.
-    same = torch.equal(ra(x, generator=torch.Generator().manual_seed(1)).cpu(),
-                       ra(x_cpu, generator=torch.Generator().manual_seed(1)))
-    print(f"etrain RandAugment {policy}: GPU output {'==' if same else '!='} CPU output (bit-exact check)")
-    gen = torch.Generator().manual_seed(0)
-    ms = cuda_time_ms(lambda: ra(x, generator=gen), warmup=3, iters=20)
-    rows.append(dict(case=f"etrain RandAugment {policy} (per-sample ops, GPU)", ms=ms, img_s=batch / (ms * 1e-3),
-                     gpu_equals_cpu=same))
-    # timm's 3-Augment weighted set: GaussianBlur (the row/column blur passes) in a third of the slots.
-    ra3 = from_timm_string("rand-m9-mstd0.5-t3aw", size)
-    same3 = torch.equal(ra3(x, generator=torch.Generator().manual_seed(1)).cpu(),
-                        ra3(x_cpu, generator=torch.Generator().manual_seed(1)))
-    print(f"etrain RandAugment rand-m9-mstd0.5-t3aw: GPU output {'==' if same3 else '!='} CPU output")
-    ms = cuda_time_ms(lambda: ra3(x, generator=gen), warmup=3, iters=20)
-    rows.append(dict(case="etrain RandAugment rand-m9-mstd0.5-t3aw (per-sample ops incl. GaussianBlur, GPU)", ms=ms,
-                     img_s=batch / (ms * 1e-3), gpu_equals_cpu=same3))
+    same_all = True
+    for policy, note in (("rand-m9-mstd0.5", "per-sample ops"), ("rand-m9-mstd0.5-inc1", "per-sample ops"),
+                         ("rand-m9-mstd0.5-t3aw", "per-sample ops incl. GaussianBlur")):
+        ra = from_timm_string(policy, size)
+        same = None
+        if dev.type == "cuda":  # the GPU result must equal the CPU kernels' (same draws, same seed), bit for bit
+            same = torch.equal(ra(x, generator=torch.Generator().manual_seed(1)).cpu(),
+                               ra(x_cpu, generator=torch.Generator().manual_seed(1)))
+            print(f"etrain RandAugment {policy}: GPU output {'==' if same else '!='} CPU output (bit-exact check)")
+            same_all &= same
+        gen = torch.Generator().manual_seed(0)
+        host = _host_ms(ra, x, gen, iters)
+        ms = _throughput_ms(lambda: ra(x, generator=gen), dev, iters)
+        print(f"host cost per batch, etrain RandAugment {policy}: {host:.3f} ms ({batch / (host * 1e-3):.0f} img/s "
+              f"if the host were the limit)")
+        rows.append(dict(case=f"etrain RandAugment {policy} ({note}, {dev.type})", ms=ms, img_s=batch / (ms * 1e-3),
+                         host_ms=host, gpu_equals_cpu=same))
+    if compare:
+        rows += _augment_baselines(x, x_cpu, batch, dev, iters)
+    base = rows[-1]["img_s"] if rows[-1]["case"].startswith("timm") else None
+    name = torch.cuda.get_device_name() if dev.type == "cuda" else f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    print(f"device: {name}  torch {torch.__version__}")
+    print(f"RandAugment, batch {batch}x3x{size}x{size} uint8, {iters} back-to-back calls per row")
+    print("| case | ms / batch | img/s | host ms / batch | vs timm 1 core |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        r["vs_timm_core"] = r["img_s"] / base if base else None
+        vs = f"{r['vs_timm_core']:.1f}x" if base else "-"
+        host = f"{r['host_ms']:.3f}" if r.get("host_ms") is not None else "-"
+        print(f"| {r['case']} | {r['ms']:.3f} | {r['img_s']:.0f} | {host} | {vs} |")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(dict(device=name, batch=batch, size=size, iters=iters, rows=rows), f, indent=1)
+    if not same_all:
+        raise SystemExit("the GPU RandAugment output differs from the CPU kernels' (see above)")
+    return rows
+
+
+def _augment_baselines(x: torch.Tensor, x_cpu: torch.Tensor, batch: int, dev: torch.device, iters: int) -> list[dict]:
+    """torchvision v2 and kornia RandAugment on x's device, timm's per-image PIL RandAugment on one CPU core."""
+    rows = []
     try:
         from torchvision.transforms import v2
 
         tv = v2.RandAugment(num_ops=2, magnitude=9)
-        ms = cuda_time_ms(lambda: tv(x), warmup=3, iters=20)
-        rows.append(dict(case="torchvision v2 RandAugment n=2 m=9 (one op per batch, GPU)", ms=ms,
+        ms = _throughput_ms(lambda: tv(x), dev, iters)
+        rows.append(dict(case=f"torchvision v2 RandAugment n=2 m=9 (one op per batch, {dev.type})", ms=ms,
                          img_s=batch / (ms * 1e-3)))
     except Exception as e:  # noqa: BLE001 (not installed, or built for another torch)
         _skipped("torchvision v2 RandAugment", e)
@@ -123,8 +192,8 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
         def kornia_ra():  # kornia works on float images in [0, 1]: the conversions are part of the cost
             return (kra(x.float().div_(255)) * 255).round_().clamp_(0, 255).to(torch.uint8)
 
-        ms = cuda_time_ms(kornia_ra, warmup=3, iters=20)
-        rows.append(dict(case="kornia RandAugment n=2 m=9 (uint8 -> float -> uint8, GPU)", ms=ms,
+        ms = _throughput_ms(kornia_ra, dev, iters)
+        rows.append(dict(case=f"kornia RandAugment n=2 m=9 (uint8 -> float -> uint8, {dev.type})", ms=ms,
                          img_s=batch / (ms * 1e-3)))
     except Exception as e:  # noqa: BLE001
         _skipped("kornia RandAugment", e)
@@ -134,7 +203,10 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
         from PIL import Image
         from timm.data.auto_augment import rand_augment_transform
 
-        tf = rand_augment_transform(policy, dict(ra.hparams))
+        from efficienttrain_ext.augment import from_timm_string
+
+        policy = "rand-m9-mstd0.5-inc1"
+        tf = rand_augment_transform(policy, dict(from_timm_string(policy, x.shape[-1]).hparams))
         for op in tf.ops:  # PosterizeIncreasing's 0 bits crash Pillow >= 10
             if "Posterize" in op.name:
                 op.aug_fn = (lambda f: lambda img, b, **kw: f(img, max(1, b), **kw))(op.aug_fn)
@@ -146,24 +218,10 @@ def bench_augment(batch: int = 256, size: int = 224, json_path: str | None = Non
             for im in pil:
                 tf(im)
             best = min(best, time.perf_counter() - t0)
-        rows.append(dict(case="timm RandAugment per image (PIL, 1 CPU core)", ms=best * 1e3 * batch / len(pil),
-                         img_s=len(pil) / best))
+        rows.append(dict(case=f"timm RandAugment {policy} per image (PIL, 1 CPU core)",
+                         ms=best * 1e3 * batch / len(pil), img_s=len(pil) / best))
     except Exception as e:  # noqa: BLE001
         _skipped("timm RandAugment (PIL)", e)
-    base = rows[-1]["img_s"] if rows[-1]["case"].startswith("timm") else None
-    print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
-    print(f"RandAugment, batch {batch}x3x{size}x{size} uint8")
-    print("| case | ms / batch | img/s | vs timm 1 core |")
-    print("|---|---|---|---|")
-    for r in rows:
-        r["vs_timm_core"] = r["img_s"] / base if base else None
-        vs = f"{r['vs_timm_core']:.1f}x" if base else "-"
-        print(f"| {r['case']} | {r['ms']:.3f} | {r['img_s']:.0f} | {vs} |")
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(dict(device=torch.cuda.get_device_name(), batch=batch, size=size, rows=rows), f, indent=1)
-    if not (same and same3):
-        raise SystemExit("the GPU RandAugment output differs from the CPU kernels' (see above)")
     return rows
 
 
@@ -177,9 +235,18 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also time triton tile configurations")
     ap.add_argument("--augment", action="store_true",
                     help="benchmark the batched RandAugment (bench_augment) instead of lowfreq_crop")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="--augment: where the op runs (cpu: a smoke run of the benchmark itself, e.g. in CI)")
+    ap.add_argument("--no-compare", dest="compare", action="store_false",
+                    help="--augment: skip the torchvision / kornia / timm rows")
+    ap.add_argument("--iters", type=int, default=20, help="--augment: back-to-back calls per row (>= 1)")
     args = ap.parse_args()
     if args.augment:
-        bench_augment(args.batch, args.size, args.json)
+        if args.iters < 1 or args.batch < 1 or args.size < 1:
+            ap.error("--iters, --batch and --size must be >= 1")
+        if args.device == "cuda" and not torch.cuda.is_available():
+            ap.error("--device cuda: no CUDA GPU is visible (use --device cpu for a CPU run)")
+        bench_augment(args.batch, args.size, args.json, args.device, args.compare, args.iters)
         return
     bench_lowfreq(args.batch, args.size, args.target, args.json, args.profile, args.sweep)
 

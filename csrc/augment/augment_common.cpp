@@ -17,7 +17,7 @@ std::string device_name(const at::Tensor& t) { return t.device().str(); }
 }  // namespace
 
 int64_t check_args(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params, const at::Tensor& interp,
-                   const at::Tensor& fill, bool chain) {
+                   const at::Tensor& fill, at::OptionalIntArrayRef present, bool chain) {
   const std::string pre = chain ? "augment_chain: " : "augment_slot: ";
   TORCH_CHECK_VALUE(x.dim() == 4, pre + "expected an image batch of shape [N, C, H, W], got shape " + dims(x.sizes()));
   TORCH_CHECK_VALUE(x.scalar_type() == at::kByte, pre + "expected a uint8 batch, got dtype " + dtype_name(x));
@@ -50,6 +50,16 @@ int64_t check_args(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
                       pre + s.name + " must have shape " + dims(s.shape) + ", got " + dims(s.t->sizes()));
     TORCH_CHECK_VALUE(s.t->device() == x.device(), pre + s.name + " must be on the batch's device " +
                                                        device_name(x) + ", got " + device_name(*s.t));
+  }
+  if (present.has_value()) {
+    const auto masks = *present;
+    TORCH_CHECK_VALUE(static_cast<int64_t>(masks.size()) == L, pre + "present must have one op-code bitmask per slot (" +
+                                                                    std::to_string(L) + "), got " +
+                                                                    std::to_string(masks.size()));
+    for (const int64_t m : masks) {
+      TORCH_CHECK_VALUE(m >= 0 && m <= kAllOps, pre + "present masks must be in [0, " + std::to_string(kAllOps) +
+                                                    "] (bit k = op code k), got " + std::to_string(m));
+    }
   }
   return L;
 }

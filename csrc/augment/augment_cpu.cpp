@@ -589,9 +589,9 @@ namespace {
 // Slots (L = 1) and chains: sample n runs ops[n * L + l] for l = 0..L-1, ping-ponging between its output image and
 // a scratch image so that the last op writes the output; identity ops are skipped (no copies).
 at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params, const at::Tensor& interp,
-                   const at::Tensor& fill, bool chain) {
+                   const at::Tensor& fill, at::OptionalIntArrayRef present, bool chain) {
   const char* name = chain ? "augment_chain" : "augment_slot";
-  const int64_t L = check_args(x, op, params, interp, fill, chain);
+  const int64_t L = check_args(x, op, params, interp, fill, present, chain);
   const auto xc = x.contiguous();
   const auto opc = op.contiguous();
   const auto pc = params.contiguous();
@@ -604,16 +604,25 @@ at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
   const int64_t* ops = opc.const_data_ptr<int64_t>();
   const int64_t* ip = ic.const_data_ptr<int64_t>();
   for (int64_t i = 0; i < N * L; ++i) {
-    const std::string where = " at sample " + std::to_string(i / L) + (chain ? ", slot " + std::to_string(i % L) : "");
+    // Built only when a check fails (TORCH_CHECK evaluates its message lazily): N * L strings per call otherwise.
+    const auto where = [&] {
+      return " at sample " + std::to_string(i / L) + (chain ? ", slot " + std::to_string(i % L) : "");
+    };
     TORCH_CHECK_VALUE(ops[i] >= 0 && ops[i] < kNumOps, std::string(name) + ": op codes must be in [0, " +
                                                            std::to_string(kNumOps) + "), got " +
-                                                           std::to_string(ops[i]) + where);
+                                                           std::to_string(ops[i]) + where());
     TORCH_CHECK_VALUE(ip[i] >= 0 && ip[i] <= 2, std::string(name) + ": interp codes must be 0 (nearest), 1 "
-                                                "(bilinear) or 2 (bicubic), got " + std::to_string(ip[i]) + where);
+                                                "(bilinear) or 2 (bicubic), got " + std::to_string(ip[i]) + where());
+    // The CUDA launcher skips the passes a mask leaves out, so a mask that misses a code would corrupt the output
+    // there; here, where checking is free, it is an error.
+    TORCH_CHECK_VALUE(!present.has_value() || ((*present)[i % L] & op_bit(ops[i])) != 0,
+                      std::string(name) + ": present[" + std::to_string(i % L) + "] = " +
+                          std::to_string((*present)[i % L]) + " leaves out op code " + std::to_string(ops[i]) +
+                          where());
     if (ops[i] == kGaussianBlur) {
       const double r = pc.const_data_ptr<double>()[i * kNumParams];
       TORCH_CHECK_VALUE(detail::blur_radius_ok(r), std::string(name) + ": GaussianBlur radius (params[..., 0]) must "
-                                                   "be in [0, 1e6], got " + etrain::num(r) + where);
+                                                   "be in [0, 1e6], got " + etrain::num(r) + where());
     }
   }
   if (N == 0 || per == 0) return out;
@@ -653,13 +662,13 @@ at::Tensor run_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& 
 }  // namespace
 
 at::Tensor augment_slot_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params,
-                            const at::Tensor& interp, const at::Tensor& fill) {
-  return run_cpu(x, op, params, interp, fill, /*chain=*/false);
+                            const at::Tensor& interp, const at::Tensor& fill, at::OptionalIntArrayRef present) {
+  return run_cpu(x, op, params, interp, fill, present, /*chain=*/false);
 }
 
 at::Tensor augment_chain_cpu(const at::Tensor& x, const at::Tensor& op, const at::Tensor& params,
-                             const at::Tensor& interp, const at::Tensor& fill) {
-  return run_cpu(x, op, params, interp, fill, /*chain=*/true);
+                             const at::Tensor& interp, const at::Tensor& fill, at::OptionalIntArrayRef present) {
+  return run_cpu(x, op, params, interp, fill, present, /*chain=*/true);
 }
 
 }  // namespace etrain::augment

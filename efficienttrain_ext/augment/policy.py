@@ -1,8 +1,10 @@
 """timm-compatible RandAugment over uint8 batches: every sample draws its own ops, magnitudes, signs and
 interpolation.
 
-A batch is one call of ``torch.ops.etrain.augment_chain`` (the ``n`` op slots in sequence; on CUDA a fixed five
-kernel launches per slot, plus a memset and the slot's argument copies). The draws follow
+A batch is one call of ``torch.ops.etrain.augment_chain`` (the ``n`` op slots in sequence; on CUDA up to five kernel
+launches per slot, only those the slot's drawn ops need, after one upload of all arguments from a pinned buffer).
+The arguments come from the draws through a per-op table (:class:`_OpTable`): a fixed sequence of tensor ops for
+the whole batch, bit-identical to evaluating timm's level_to_arg op by op. The draws follow
 ``timm.data.auto_augment`` (RandAugment + AugmentOp) exactly in distribution:
 
 * ops: ``n`` per image, uniformly with replacement from the transform list (``t`` weighted lists: without
@@ -225,6 +227,8 @@ class RandAugment:
             raise ValueError(f"hparams['img_mean']: expected a colour with values in [0, 255], got {mean!r}")
         self.fill = tuple(int(round(float(v))) for v in mean)
         self.interp_choices = _interp_choices(hp.get("interpolation"))
+        self._table = _OpTable(self.ops, self.translate_pct, self.translate_const)
+        self._fills: dict[tuple, torch.Tensor] = {}  # the fill colour per (channels, self.fill)
         self.generator = generator
         self.magnitude = cfg["magnitude"]
 
@@ -278,29 +282,16 @@ class RandAugment:
         return out
 
     def chain_args(self, draws: Mapping[str, torch.Tensor], height: int, width: int):
-        """(op codes [N, L], params [N, L, 6] float64, interp [N, L]) of all slots, from :meth:`draw`'s output."""
-        idx = draws["op"].reshape(-1)
-        applied = draws["applied"].reshape(-1)
-        lvl = draws["magnitude"].reshape(-1) / LEVEL_DENOM
-        sign = torch.where(draws["negate"].reshape(-1), -1.0, 1.0).to(torch.float64)
-        blur_u = draws.get("blur_u")
-        blur_u = blur_u.reshape(-1).to(torch.float64) if blur_u is not None else None
-        m = idx.shape[0]
-        code = torch.zeros(m, dtype=torch.int64)
-        params = torch.zeros((m, F.NUM_PARAMS), dtype=torch.float64)
-        live = torch.where(applied, idx, -1)
-        present = torch.bincount(live[applied], minlength=len(self.ops)).tolist() if m else []
-        for k, name in enumerate(self.ops):
-            if not present[k]:
-                continue
-            sel = live == k
-            if name == "GaussianBlurRand" and blur_u is None:
-                raise ValueError("draws: GaussianBlurRand needs draws['blur_u'] (the radius uniforms)")
-            c, p = _op_args(name, lvl[sel], sign[sel], height, width, self.translate_pct, self.translate_const,
-                            blur_u[sel] if blur_u is not None else None)
-            code[sel] = c
-            params[sel] = p
+        """(op codes [N, L], params [N, L, 6] float64, interp [N, L]) of all slots, from :meth:`draw`'s output:
+        one pass of tensor ops over every slot, through this policy's op table (:class:`_OpTable`)."""
         shape = draws["op"].shape
+        applied = draws["applied"].reshape(-1)
+        blur_u = draws.get("blur_u")
+        code, params = self._table.args(draws["op"].reshape(-1), draws["magnitude"].reshape(-1) / LEVEL_DENOM,
+                                        draws["negate"].reshape(-1), height, width,
+                                        blur_u.reshape(-1) if blur_u is not None else None, applied)
+        code = torch.where(applied, code, 0)  # a skipped op is the identity, with zero params
+        params = torch.where(applied[:, None], params, 0.0)
         return code.reshape(shape), params.reshape(*shape, F.NUM_PARAMS), draws["interp"].clone()
 
     def slot_args(self, draws: Mapping[str, torch.Tensor], slot: int, height: int, width: int):
@@ -308,84 +299,176 @@ class RandAugment:
         code, params, interp = self.chain_args(draws, height, width)
         return code[:, slot], params[:, slot], interp[:, slot]
 
+    def chain_inputs(self, n: int, c: int, h: int, w: int, generator: torch.Generator | None = None):
+        """The host arguments of ``augment_chain`` for a batch of ``n`` c x h x w images, freshly drawn: (op [n, L],
+        params [n, L, 6], interp [n, L], fill [n, c]). Everything RandAugment does on the host before the op."""
+        code, params, interp = self.chain_args(self.draw(n, generator), h, w)
+        fill = self._fills.get((c, self.fill))
+        if fill is None:
+            fill = self._fills[(c, self.fill)] = torch.tensor((list(self.fill) * 3)[:c] if len(self.fill) < c else
+                                                 list(self.fill[:c]), dtype=torch.uint8)
+        return code, params, interp, fill.expand(n, c)
+
     def __call__(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         F.check_batch(batch, "batch")
         n, c, h, w = batch.shape
         if n == 0 or self.num_layers == 0:
             return batch.clone()
-        draws = self.draw(n, generator)
-        fill = torch.tensor((list(self.fill) * 3)[:c] if len(self.fill) < c else list(self.fill[:c]),
-                            dtype=torch.uint8).expand(n, c).contiguous()
-        code, params, interp = self.chain_args(draws, h, w)
-        return F.apply_chain(batch, code, params, interp, fill)
+        return F.apply_chain(batch, *self.chain_inputs(n, c, h, w, generator))
+
+
+_INF = math.inf
+# A step that an op does not take: x * 1.0, -0.0 + x and a clamp to [-inf, inf] return x bit for bit (-0.0 is the
+# additive identity; 0.0 + -0.0 would be +0.0).
+_NO_CLAMP = (-_INF, _INF)
+_NO_AFFINE = (-0.0, 1.0)
+# Where a value-less op (AutoContrast, Equalize, Invert, Rotate) writes its value: a 7th params column, dropped.
+_SPARE = F.NUM_PARAMS
+
+
+def _op_row(name: str, translate_pct: float, translate_const: float) -> dict[str, Any]:
+    """timm's level_to_arg for ``name`` as one row of :class:`_OpTable`: the kernel op code, the params column that
+    gets the value (the others from ``base``), and the constants of the value's steps from the level ``lvl`` =
+    magnitude / 10 and the sign s (see _OpTable.args). Each formula is written as the steps in the order in which
+    timm (and the previous per-op code) evaluates it, so that the float64 result is the same to the bit."""
+    C = F.OP_CODES
+    eye = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    r: dict[str, Any] = dict(code=C["identity"], col=_SPARE, base=(0.0,) * 6, scale=1.0, signed=False, trunc=False,
+                             side=0, clamp1=_NO_CLAMP, affine1=_NO_AFFINE, clamp2=_NO_CLAMP, affine2=_NO_AFFINE,
+                             clamp3=_NO_CLAMP, rotate=False, blur_rand=False)
+    if name in ("AutoContrast", "Equalize", "Invert"):
+        r["code"] = C[{"AutoContrast": "auto_contrast", "Equalize": "equalize", "Invert": "invert"}[name]]
+    elif name == "Rotate":  # degrees = lvl * 30 * s -> Pillow's matrix
+        r.update(code=C["affine"], scale=30.0, signed=True, rotate=True)
+    elif name in ("ShearX", "ShearY"):  # lvl * 0.3 * s
+        r.update(code=C["affine"], base=eye, col=1 if name == "ShearX" else 3, scale=0.3, signed=True)
+    elif name in ("TranslateXRel", "TranslateYRel"):  # lvl * pct * s * side
+        x = name == "TranslateXRel"
+        r.update(code=C["affine"], base=eye, col=2 if x else 5, scale=translate_pct, signed=True, side=1 if x else 2)
+    elif name in ("TranslateX", "TranslateY"):  # lvl * const * s
+        r.update(code=C["affine"], base=eye, col=2 if name == "TranslateX" else 5, scale=translate_const, signed=True)
+    elif name.startswith("Posterize"):  # bits = trunc(lvl * 4) (4 - bits, bits + 4); Pillow >= 10 rejects 0: keep 1
+        add = {"PosterizeIncreasing": (4.0, -1.0), "PosterizeOriginal": (4.0, 1.0)}.get(name, _NO_AFFINE)
+        r.update(code=C["posterize"], col=0, scale=4.0, trunc=True, affine1=add, clamp2=(1.0, _INF))
+    elif name in ("Solarize", "SolarizeIncreasing"):  # t = min(trunc(lvl * 256), 256) (256 - t)
+        r.update(code=C["solarize"], col=0, scale=256.0, trunc=True, clamp1=(-_INF, 256.0),
+                 affine1=(256.0, -1.0) if name == "SolarizeIncreasing" else _NO_AFFINE)
+    elif name == "SolarizeAdd":  # add = min(trunc(lvl * 110), 128), threshold 128
+        r.update(code=C["solarize_add"], col=0, base=(0.0, 128.0, 0.0, 0.0, 0.0, 0.0), scale=110.0, trunc=True,
+                 clamp1=(-_INF, 128.0))
+    elif name == "GaussianBlur":  # _minmax_level_to_arg(0.1, 2.0): clamp(0.1 + (2.0 - 0.1) * lvl, 0.1, 2.0)
+        r.update(code=C["gaussian_blur"], col=0, scale=2.0 - 0.1, affine1=(0.1, 1.0), clamp2=(0.1, 2.0))
+    elif name == "GaussianBlurRand":  # factor = clamp(0 + (1 - 0) * lvl, 0, 1); radius = uniform(0.1, 2 * factor)
+        r.update(code=C["gaussian_blur"], col=0, scale=1.0 - 0.0, affine1=(0.0, 1.0), clamp2=(0.0, 1.0),
+                 blur_rand=True)
+    elif name == "Desaturate":  # level = clamp(0.5 + 0.5 * lvl, 0.5, 1); factor = clamp(1 - level, 0, 1)
+        r.update(code=C["color"], col=0, scale=0.5, affine1=(0.5, 1.0), clamp2=(0.5, 1.0), affine2=(1.0, -1.0),
+                 clamp3=(0.0, 1.0))
+    elif name in ("Color", "Contrast", "Brightness", "Sharpness"):  # lvl * 1.8 + 0.1
+        r.update(code=C[name.lower()], col=0, scale=1.8, affine1=(0.1, 1.0))
+    elif name in ("ColorIncreasing", "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing"):
+        # max(1.0 + lvl * 0.9 * s, 0.1)
+        r.update(code=C[name.removesuffix("Increasing").lower()], col=0, scale=0.9, signed=True, affine1=(1.0, 1.0),
+                 clamp2=(0.1, _INF))
+    else:
+        raise ValueError(f"unknown op {name!r}; known: {KNOWN_OPS}")
+    return r
+
+
+class _OpTable:
+    """The level-to-argument rows (:func:`_op_row`) of a policy's op list as tensors, so that the arguments of all
+    slots of a batch come from two gathers and a fixed sequence of float64 tensor ops, whatever ops were drawn:
+
+        v = lvl * scale;  v = v * s (signed);  v = trunc(v) (trunc);  v = v * W or H (side)
+        v = clamp(v, clamp1);  v = add1 + mul1 * v;  v = clamp(v, clamp2);  v = add2 + mul2 * v;  v = clamp(v, clamp3)
+
+    then Rotate's rows become Pillow's matrices and GaussianBlurRand's its drawn radius. An op that does not take a
+    step passes it as an exact identity (x * 1.0, -0.0 + x, a clamp to +-inf); a step that no op of the list takes
+    is not run at all. The host cost is what matters here (hundreds of microseconds of Python per batch before):
+    every number of a row (the steps' constants, the op code, the params column and the other params) sits in one
+    [ops, columns] table per image size, gathered once per call."""
+
+    _COLS = ("scale", "neg", "trunc", "side", "lo1", "hi1", "add1", "mul1", "lo2", "hi2", "add2", "mul2", "lo3", "hi3",
+             "col", "code", "rotate", "blur_rand")
+
+    def __init__(self, ops: Sequence[str], translate_pct: float, translate_const: float):
+        self.rows = [_op_row(name, translate_pct, translate_const) for name in ops]
+        self.code = torch.tensor([r["code"] for r in self.rows], dtype=torch.int64)
+        rows = self.rows
+        # The steps some op of this list takes (the others are identities for every row, so they are skipped).
+        self.used = {k for k in ("signed", "trunc", "side") if any(r[k] for r in rows)}
+        self.used |= {k for k in ("clamp1", "clamp2", "clamp3") if any(r[k] != _NO_CLAMP for r in rows)}
+        self.used |= {k for k in ("affine1", "affine2") if any(r[k] != _NO_AFFINE for r in rows)}
+        self.used |= {k for k in ("rotate", "blur_rand") if any(r[k] for r in rows)}
+        self._sized: dict[tuple[int, int], torch.Tensor] = {}
+        self._at = {k: i for i, k in enumerate(self._COLS)}
+
+    def _columns(self, h: int, w: int) -> torch.Tensor:
+        """[ops, columns] float64 for an h x w image (side = the W or H that TranslateXRel/YRel multiply by): the
+        _COLS, then the 7 params (the spare column last)."""
+        t = self._sized.get((h, w))
+        if t is None:
+            t = torch.tensor([(r["scale"], -1.0 if r["signed"] else 1.0, float(r["trunc"]),
+                               {0: 1.0, 1: float(w), 2: float(h)}[r["side"]], *r["clamp1"], *r["affine1"], *r["clamp2"],
+                               *r["affine2"], *r["clamp3"], float(r["col"]), float(r["code"]), float(r["rotate"]),
+                               float(r["blur_rand"]), *r["base"], 0.0) for r in self.rows], dtype=torch.float64)
+            if len(self._sized) >= 16:  # a handful of sizes per run; bound it anyway
+                self._sized.clear()
+            self._sized[(h, w)] = t
+        return t
+
+    def args(self, idx: torch.Tensor, lvl: torch.Tensor, negate: torch.Tensor, h: int, w: int,
+             blur_u: torch.Tensor | None = None, live: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(op codes [M], params [M, 6] float64) for op indices ``idx`` [M] into the list, levels ``lvl`` [M]
+        (magnitude / 10, float64), ``negate`` [M] bool, an h x w image and GaussianBlurRand's uniforms ``blur_u``
+        [M]. ``live`` [M] bool: the slots that are applied (only those need ``blur_u``); default all."""
+        g = self._columns(h, w).index_select(0, idx)
+        t = g.t()  # column views
+        c, used = self._at, self.used
+        v = lvl * t[c["scale"]]
+        if "signed" in used:
+            v = v * torch.where(negate, t[c["neg"]], 1.0)
+        if "trunc" in used:
+            v = torch.where(t[c["trunc"]] != 0, torch.trunc(v), v)
+        if "side" in used:
+            v = v * t[c["side"]]
+        if "clamp1" in used:
+            v = torch.clamp(v, t[c["lo1"]], t[c["hi1"]])
+        if "affine1" in used:
+            v = t[c["add1"]] + t[c["mul1"]] * v
+        if "clamp2" in used:
+            v = torch.clamp(v, t[c["lo2"]], t[c["hi2"]])
+        if "affine2" in used:
+            v = t[c["add2"]] + t[c["mul2"]] * v
+        if "clamp3" in used:
+            v = torch.clamp(v, t[c["lo3"]], t[c["hi3"]])
+        params = g[:, len(self._COLS):].clone()
+        params.scatter_(1, t[c["col"]].to(torch.int64).unsqueeze(1), v.unsqueeze(1))
+        params = params[:, :F.NUM_PARAMS]
+        if "blur_rand" in used:
+            rand = t[c["blur_rand"]] != 0
+            need = rand if live is None else rand & live
+            if bool(need.any()):
+                if blur_u is None:
+                    raise ValueError("draws: GaussianBlurRand needs draws['blur_u'] (the radius uniforms)")
+                params[:, 0] = torch.where(rand, F.gaussian_blur_rand_radius(v, blur_u.to(torch.float64)), params[:, 0])
+        if "rotate" in used:
+            rot = t[c["rotate"]] != 0
+            rot = torch.nonzero(rot if live is None else rot & live).squeeze(1)
+            if rot.numel():
+                params[rot] = F.rotate_matrix(v.index_select(0, rot), w, h)
+        return t[c["code"]].to(torch.int64), params
 
 
 def _op_args(name: str, lvl: torch.Tensor, sign: torch.Tensor, h: int, w: int, translate_pct: float,
              translate_const: float, u: torch.Tensor | None = None) -> tuple[int, torch.Tensor]:
-    """timm's level_to_arg for ``name`` at levels ``lvl`` = magnitude / 10 (float64 [M]) and signs, as our op code
-    and kernel params [M, 6]. ``u``: GaussianBlurRand's uniforms in [0, 1) (its radius draw)."""
-    m = lvl.shape[0]
-    p = torch.zeros((m, F.NUM_PARAMS), dtype=torch.float64)
-    C = F.OP_CODES
-    if name in ("AutoContrast", "Equalize", "Invert"):
-        return C[{"AutoContrast": "auto_contrast", "Equalize": "equalize", "Invert": "invert"}[name]], p
-    if name == "Rotate":
-        return C["affine"], F.rotate_matrix(lvl * 30.0 * sign, w, h)
-    if name in ("ShearX", "ShearY", "TranslateXRel", "TranslateYRel", "TranslateX", "TranslateY"):
-        p[:, 0] = 1.0
-        p[:, 4] = 1.0
-        if name == "ShearX":
-            p[:, 1] = lvl * 0.3 * sign
-        elif name == "ShearY":
-            p[:, 3] = lvl * 0.3 * sign
-        elif name == "TranslateXRel":
-            p[:, 2] = (lvl * translate_pct * sign) * w
-        elif name == "TranslateYRel":
-            p[:, 5] = (lvl * translate_pct * sign) * h
-        elif name == "TranslateX":
-            p[:, 2] = lvl * translate_const * sign
-        else:
-            p[:, 5] = lvl * translate_const * sign
-        return C["affine"], p
-    if name.startswith("Posterize"):
-        bits = torch.trunc(lvl * 4)
-        if name == "PosterizeIncreasing":
-            bits = 4 - bits
-        elif name == "PosterizeOriginal":
-            bits = bits + 4
-        p[:, 0] = bits.clamp(min=1)  # Pillow >= 10 rejects 0 bits (timm would crash); keep 1
-        return C["posterize"], p
-    if name.startswith("Solarize") and name != "SolarizeAdd":
-        t = torch.clamp(torch.trunc(lvl * 256), max=256)
-        p[:, 0] = 256 - t if name == "SolarizeIncreasing" else t
-        return C["solarize"], p
-    if name == "SolarizeAdd":
-        p[:, 0] = torch.clamp(torch.trunc(lvl * 110), max=128)
-        p[:, 1] = 128
-        return C["solarize_add"], p
-    if name == "GaussianBlur":
-        # _minmax_level_to_arg(min_val=0.1, max_val=2.0): 0.1 + (2.0 - 0.1) * level, clamped to [0.1, 2.0]
-        p[:, 0] = (0.1 + (2.0 - 0.1) * lvl).clamp(0.1, 2.0)
-        return C["gaussian_blur"], p
-    if name == "GaussianBlurRand":
-        # _minmax_level_to_arg (0..1) -> factor; gaussian_blur_rand: radius = random.uniform(0.1, 2.0 * factor)
-        if u is None:
-            raise ValueError("GaussianBlurRand needs its radius uniforms u")
-        factor = (0.0 + (1.0 - 0.0) * lvl).clamp(0.0, 1.0)
-        p[:, 0] = F.gaussian_blur_rand_radius(factor, u)
-        return C["gaussian_blur"], p
-    if name == "Desaturate":
-        level = (0.5 + 0.5 * lvl).clamp(0.5, 1.0)
-        p[:, 0] = (1.0 - level).clamp(0.0, 1.0)
-        return C["color"], p
-    for base in ("Color", "Contrast", "Brightness", "Sharpness"):
-        if name == base:
-            p[:, 0] = lvl * 1.8 + 0.1
-            return C[base.lower()], p
-        if name == base + "Increasing":
-            p[:, 0] = torch.clamp(1.0 + (lvl * 0.9) * sign, min=0.1)
-            return C[base.lower()], p
-    raise ValueError(f"unknown op {name!r}; known: {KNOWN_OPS}")
+    """timm's level_to_arg for ``name`` at levels ``lvl`` = magnitude / 10 (float64 [M]) and signs (+-1.0), as our op
+    code and kernel params [M, 6]. ``u``: GaussianBlurRand's uniforms in [0, 1) (its radius draw)."""
+    if name == "GaussianBlurRand" and u is None:
+        raise ValueError("GaussianBlurRand needs its radius uniforms u")
+    table = _OpTable([name], translate_pct, translate_const)
+    _, params = table.args(torch.zeros(lvl.shape[0], dtype=torch.int64), lvl, sign < 0, h, w, u)
+    return int(table.code[0]), params
 
 
 def from_timm_string(aa_string: str, img_size: int | Sequence[int], mean: Sequence[float] = (0.485, 0.456, 0.406),

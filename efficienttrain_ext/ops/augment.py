@@ -5,6 +5,9 @@ that they agree). The C++ ``check_args`` validates shapes, dtypes and devices of
 state the same rules for fake tensors. Code ranges (op, interp, GaussianBlur radius) are checked by the CPU kernels;
 the CUDA kernels cannot check them without a device sync, so :func:`check_codes` checks them here, on the CPU,
 before the arguments are uploaded, with the CPU kernels' messages.
+
+On CUDA the front end also computes ``present`` (one op-code bitmask per slot, from the host op codes) so that the
+launcher skips the passes no sample needs, and uploads op/params/interp/fill as one pinned buffer (:func:`stage_args`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from . import library  # noqa: F401  (registers torch.ops.etrain.*)
 
 __all__ = ["OP_CODES", "INTERP_CODES", "NUM_PARAMS", "MAX_BLUR_RADIUS", "augment_slot", "augment_chain",
-           "check_codes", "bad_blur_radii", "pack_args", "unpack_args"]
+           "check_codes", "bad_blur_radii", "pack_args", "unpack_args", "present_masks", "stage_args"]
 
 # csrc/augment/augment.h: enum OpCode, enum Interp, kNumParams, kMaxBlurRadius
 OP_CODES = {
@@ -26,10 +29,12 @@ OP_CODES = {
 INTERP_CODES = {"nearest": 0, "bilinear": 1, "bicubic": 2}
 NUM_PARAMS = 6
 MAX_BLUR_RADIUS = 1.0e6
+_ALL_OPS = (1 << len(OP_CODES)) - 1  # kAllOps: every op-code bit
 
 
 def _fake(name: str, chain: bool):
-    def fake(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor, fill: torch.Tensor):
+    def fake(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor, fill: torch.Tensor,
+             present: list[int] | None = None):
         pre = f"{name}: "
         torch._check_value(x.dim() == 4, lambda: pre + f"expected an image batch of shape [N, C, H, W], got shape "
                            f"{list(x.shape)}")
@@ -45,6 +50,11 @@ def _fake(name: str, chain: bool):
             torch._check_value(list(t.shape) == shape, lambda: pre + f"{what} must have shape {shape}, got "
                                f"{list(t.shape)}")
             torch._check_value(t.device == x.device, lambda: pre + f"{what} must be on the batch's device")
+        if present is not None:
+            torch._check_value(len(present) == lead[-1] if chain else len(present) == 1,
+                               lambda: pre + "present must have one op-code bitmask per slot")
+            for m in present:
+                torch._check_value(0 <= m <= _ALL_OPS, lambda: pre + f"present masks must be in [0, {_ALL_OPS}]")
         return torch.empty_like(x, memory_format=torch.contiguous_format)
 
     return fake
@@ -114,22 +124,43 @@ def unpack_args(buf: torch.Tensor, layout: list[tuple]) -> list[torch.Tensor]:
     return out
 
 
+def present_masks(op: torch.Tensor) -> list[int]:
+    """One bitmask per slot of the op codes that occur in it (bit k = code k), from CPU op codes [N] or [N, L] that
+    are already range-checked: the ``present`` argument of the ops."""
+    ops = op if op.dim() == 2 else op.unsqueeze(1)
+    n, slots = ops.shape
+    if n == 0:
+        return [0] * slots
+    k = len(OP_CODES)
+    seen = torch.bincount((ops + torch.arange(slots) * k).reshape(-1), minlength=slots * k).reshape(slots, k) > 0
+    return (seen.to(torch.int64) << torch.arange(k)).sum(1).tolist()
+
+
+def stage_args(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor, fill: torch.Tensor):
+    """op, params, interp and fill converted to the kernels' dtypes and moved to x's device. Host tensors bound for
+    another device travel as one buffer in a single copy, pinned (and so truly asynchronous) on CUDA: a non_blocking
+    copy from pageable memory is a synchronous staged copy in disguise, and four small copies cost four. On the CPU
+    nothing is staged (the tensors are converted in place, a no-op when the dtype is right)."""
+    args = [op.to(torch.int64), params.to(torch.float64), interp.to(torch.int64), fill.to(torch.uint8)]
+    dev = x.device
+    host = [i for i, t in enumerate(args) if t.device != dev and t.device.type == "cpu"]
+    if host:
+        pin = dev.type == "cuda"
+        buf, layout = pack_args([args[i] for i in host], pin=pin)
+        for i, t in zip(host, unpack_args(buf.to(dev, non_blocking=pin), layout)):
+            args[i] = t
+    return [t.to(dev) for t in args]
+
+
 def _call(name: str, x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,
           fill: torch.Tensor) -> torch.Tensor:
     _check_batch(x)
-    dev = x.device
-    args = [op.to(torch.int64), params.to(torch.float64), interp.to(torch.int64), fill.to(torch.uint8)]
-    if dev.type == "cuda":
-        check_codes(name, args[0], args[1], args[2])  # the CPU kernels check the codes themselves
-        host = [i for i, t in enumerate(args) if t.device.type == "cpu"]
-        if host:
-            # One upload from one pinned staging buffer: a non_blocking copy from pageable memory is a synchronous
-            # staged copy in disguise, and four small copies cost four launches.
-            buf, layout = pack_args([args[i] for i in host], pin=True)
-            for i, t in zip(host, unpack_args(buf.to(dev, non_blocking=True), layout)):
-                args[i] = t
-    op, params, interp, fill = (t.to(dev).contiguous() for t in args)
-    return getattr(torch.ops.etrain, name)(x, op, params, interp, fill)
+    present = None
+    if x.device.type == "cuda":
+        check_codes(name, op, params, interp)  # the CPU kernels check the codes themselves
+        if op.device.type == "cpu" and op.dim() == (2 if name == "augment_chain" else 1):  # else check_args raises
+            present = present_masks(op.to(torch.int64))
+    return getattr(torch.ops.etrain, name)(x, *stage_args(x, op, params, interp, fill), present)
 
 
 def augment_slot(x: torch.Tensor, op: torch.Tensor, params: torch.Tensor, interp: torch.Tensor,

@@ -38,6 +38,15 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def one_thread():
+    """torch on one thread for the test (per-core numbers on a shared machine), restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def etrain_bench_record(request):
     """record(size, direction, method, benchmark): keep this benchmark's timings for the session summary."""
     store = request.config.stash[_RESULTS]

@@ -41,14 +41,6 @@ def photos():
     return [imgs[i % 3] for i in range(BATCH)]
 
 
-@pytest.fixture
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _record(name, benchmark):
     stats = getattr(benchmark, "stats", None)
     if stats is None or not stats:
