@@ -14,7 +14,8 @@ import shutil
 
 from efficienttrain_ext import cli
 from efficienttrain_ext.data import (DataError, FashionMNIST, SafeImageFolder, build_datasets, collate_skip, eval_transform,
-                                    read_idx, resolve_dataset, stratified_split)
+                                    read_idx, resolve_dataset, stratified_split,
+                                    stratified_subset)
 
 from _etrain_helpers import FMNIST, make_image_folder, metrics, tiny_args
 
@@ -98,6 +99,36 @@ def test_stratified_split_is_seeded_disjoint_covering_and_stratified():
             stratified_split(targets, bad)
     with pytest.raises(DataError, match="class 4 has 1 image"):
         stratified_split(targets + [4], 0.2)
+
+
+def test_stratified_subset_is_proportional_nested_and_seeded():
+    targets = [0] * 50 + [1] * 30 + [2] * 20  # stored class by class, as an ImageFolder is
+    sub = stratified_subset(targets, 10)
+    assert sub == sorted(set(sub)) and len(sub) == 10
+    assert [sum(targets[i] == c for i in sub) for c in range(3)] == [5, 3, 2]  # in proportion to the class counts
+    for n in (1, 7, 33, 99, 100):
+        s = stratified_subset(targets, n)
+        counts = [sum(targets[i] == c for i in s) for c in range(3)]
+        assert len(s) == n and all(abs(k - n * m / 100) <= 1 for k, m in zip(counts, (50, 30, 20)))
+        assert set(stratified_subset(targets, max(1, n - 6))) <= set(s)  # nested
+    assert stratified_subset(targets, 10, seed=0) == sub and stratified_subset(targets, 10, seed=1) != sub
+
+
+def test_a_subset_of_an_image_folder_holds_every_class(tmp_path):
+    # its first n files are its first classes: data.train_subset used to give a one-class training set
+    root = make_image_folder(tmp_path / "d", classes=("a", "b"), per_class=6, size=16)
+    for split in ("train", "val"):  # four classes (the helper draws two kinds)
+        for src, dst in (("a", "c"), ("b", "d")):
+            shutil.copytree(root / split / src, root / split / dst)
+    ds = build_datasets("imagefolder", str(root), 16, train_subset=8, val_subset=4)
+    train_targets = [ds.train.dataset.targets[i] for i in ds.train.indices]
+    assert sorted(train_targets) == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert sorted(ds.val.dataset.targets[i] for i in ds.val.indices) == [0, 1, 2, 3]
+    # under val_split too (a subset of a split: indices into the folder itself)
+    ds = build_datasets("imagefolder", str(root), 16, train_subset=4, val_split=0.25)
+    assert isinstance(ds.train.dataset, SafeImageFolder)
+    assert sorted(ds.train.dataset.targets[i] for i in ds.train.indices) == [0, 1, 2, 3]
+    # Fashion-MNIST and CIFAR-10 are stored shuffled: their subsets stay the first n images (recorded results)
 
 
 def test_data_root_kind_is_detected(tmp_path):

@@ -11,7 +11,7 @@ from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, FashionMNI
 from .image_folder import SafeImageFolder, collate_skip
 from .order import GlobalBatchSampler, epoch_permutation
 from .shards import TarShardDataset, expand_shards, write_shards
-from .splits import stratified_split
+from .splits import stratified_split, stratified_subset
 from .transforms import eval_transform, train_transform
 from .unreadable import ReplaceUnreadable, collate_replaced
 from ..errors import DataError
@@ -20,4 +20,4 @@ __all__ = ["DataError", "DATASETS", "Datasets", "build_datasets", "resolve_datas
            "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES", "read_idx", "SafeImageFolder", "collate_skip",
            "GlobalBatchSampler", "epoch_permutation", "ReplaceUnreadable", "collate_replaced",
            "TarShardDataset", "expand_shards", "write_shards",
-           "stratified_split", "train_transform", "eval_transform", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "stratified_split", "stratified_subset", "train_transform", "eval_transform", "IMAGENET_MEAN", "IMAGENET_STD"]

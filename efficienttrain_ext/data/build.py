@@ -21,7 +21,7 @@ from .fashion_mnist import (FASHION_MNIST_MEAN, FASHION_MNIST_ROOT, FASHION_MNIS
                             is_fashion_mnist_dir)
 from .image_folder import SafeImageFolder
 from .shards import TarShardDataset, expand_shards
-from .splits import stratified_split
+from .splits import stratified_split, stratified_subset
 from .transforms import eval_transform, train_transform
 
 __all__ = ["Datasets", "DATASETS", "IMAGENET_MEAN", "IMAGENET_STD", "build_datasets", "resolve_dataset"]
@@ -40,9 +40,25 @@ class Datasets:
     std: tuple[float, ...]
 
 
-def _subset(ds: Dataset, n: int | None) -> Dataset:
-    # the first n samples: Fashion-MNIST is stored shuffled, so this keeps the classes balanced
-    return ds if n is None or n >= len(ds) else Subset(ds, range(int(n)))
+def _targets(ds: Dataset) -> Sequence[int]:
+    if isinstance(ds, Subset):
+        t = _targets(ds.dataset)
+        return [t[i] for i in ds.indices]
+    return ds.targets
+
+
+def _subset(ds: Dataset, n: int | None, stratify: bool = False) -> Dataset:
+    """The first n samples of a dataset stored shuffled (Fashion-MNIST; CIFAR-10 in its fixed shuffle), which hold
+    every class; a class-stratified subset of one stored class by class (an ImageFolder, shards), whose first n
+    would hold only its first classes."""
+    if n is None or n >= len(ds):
+        return ds
+    if not stratify:
+        return Subset(ds, range(int(n)))
+    if isinstance(ds, Subset):  # index the underlying dataset directly (no Subset of a Subset)
+        keep = stratified_subset(_targets(ds), n)
+        return Subset(ds.dataset, [ds.indices[i] for i in keep])
+    return Subset(ds, stratified_subset(_targets(ds), n))
 
 
 def resolve_dataset(dataset: str, root: str | None, shards: str | None = None) -> str:
@@ -119,7 +135,7 @@ def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.
     kind = resolve_dataset(dataset, root, shards)
     if kind == "wds":
         train, val, classes = _tar_shards(shards, val_shards, tt, et, val_split, split_seed)
-        return Datasets(_subset(train, train_subset), _subset(val, val_subset), len(classes), classes,
+        return Datasets(_subset(train, train_subset, True), _subset(val, val_subset, True), len(classes), classes,
                         IMAGENET_MEAN, IMAGENET_STD)
     if kind == "fashion_mnist":
         root = root or FASHION_MNIST_ROOT
@@ -146,4 +162,6 @@ def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.
                             ".tar/.tar.gz archive of them)")
         train, val, classes = _image_folder(data_root(root), tt, et, val_split, split_seed)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    return Datasets(_subset(train, train_subset), _subset(val, val_subset), len(classes), classes, mean, std)
+    by_class = kind == "imagefolder"  # stored class by class (Fashion-MNIST and CIFAR-10 come shuffled)
+    return Datasets(_subset(train, train_subset, by_class), _subset(val, val_subset, by_class), len(classes), classes,
+                    mean, std)
