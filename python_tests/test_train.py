@@ -50,7 +50,7 @@ def test_fashion_mnist_efficienttrain_run(tmp_path, capsys):
 
     # plots of the run
     assert cli.main(["plot", str(run), "-o", str(tmp_path / "plots")]) == 0
-    for name in ("accuracy_vs_time.png", "schedule.png"):
+    for name in ("accuracy_vs_time.png", "schedule.png", "lr.png"):
         with open(tmp_path / "plots" / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from ..curriculum.schedules import Schedule
 from .metrics import read_metrics
 
-__all__ = ["plot_runs", "plot_schedules", "compare_table", "new_figure"]
+__all__ = ["plot_runs", "plot_schedules", "plot_lr", "compare_table", "new_figure"]
 
 
 def new_figure(figsize=(6.4, 4.4), nrows: int = 1, sharex: bool = False):
@@ -30,7 +30,11 @@ def _label(run_dir: str) -> str:
             name = json.load(f)["name"]
     except (OSError, KeyError, ValueError):
         name = "?"
-    return f"{os.path.basename(os.path.normpath(run_dir))} ({name})"
+    path = os.path.normpath(run_dir)
+    base = os.path.basename(path)
+    if base.startswith("seed"):  # an `etrain compare` run, CURRICULUM_SPEC/seedN: the spec tells variants apart
+        return f"{os.path.basename(os.path.dirname(path))} {base}"
+    return f"{base} ({name})"
 
 
 def _metric(run_dir: str) -> str:
@@ -55,7 +59,7 @@ def _schedule(run_dir: str) -> Schedule | None:
 
 
 def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
-    """``accuracy_vs_time.png`` and ``schedule.png`` for the given run directories."""
+    """``accuracy_vs_time.png``, ``schedule.png`` and ``lr.png`` for the given run directories."""
     data = [(r, read_metrics(r)) for r in runs]
     out_dir = out_dir or runs[0]
     os.makedirs(out_dir, exist_ok=True)
@@ -81,7 +85,22 @@ def plot_runs(runs: Sequence[str], out_dir: str | None = None) -> list[str]:
     fig.savefig(acc_path)
 
     sched_path = plot_schedules(runs, os.path.join(out_dir, "schedule.png"))
-    return [acc_path, sched_path]
+    return [acc_path, sched_path, plot_lr(data, os.path.join(out_dir, "lr.png"))]
+
+
+def plot_lr(data: Sequence[tuple[str, list[dict]]], path: str) -> str:
+    """The learning rate at each epoch's end, per run (``(run, metrics rows)`` pairs), e.g. to see
+    ``optim.lr_mode: authors``' restarts against one continuous cosine."""
+    fig, ax = new_figure((6.4, 3.6))
+    for run, rows in data:
+        ax.plot([r["epoch"] for r in rows], [r.get("lr") for r in rows], marker="o", ms=2, label=_label(run))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate (epoch end)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
 
 
 def plot_schedules(runs: Sequence[str], path: str, labels: Sequence[str] | None = None) -> str:
