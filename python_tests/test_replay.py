@@ -261,3 +261,32 @@ def test_authors_replay_presets_per_model(stem, model, replay, buffer, drop_path
     # bs_list 512 per GPU x 8 (or 256 x update_freq 2): 4096; --lr 4e-3; the model's Table 14 row underneath
     assert (cfg.train.batch_size * 8, cfg.optim.base_lr, cfg.model.drop_path, cfg.optim.clip_grad) == \
         (4096, 4e-3, drop_path, clip)
+
+
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="dataset-fashion-mnist is not installed")
+def test_authors_mode_epochs_load_a_random_part_not_every_image_once(tmp_path, monkeypatch):
+    """The measured difference from the authors' replay epoch (docs/training.md, replay): here each epoch of a
+    replay-r stage loads the first 1/r of a fresh shuffle, so over r epochs (one of the authors', which loads every
+    image exactly once) a share (1 - 1/r)^r of the images is never loaded and others several times."""
+    order = []
+    orig = FashionMNIST.__getitem__
+
+    def recording(self, i):
+        if len(self) == 60000:  # the training set (validation reads are the test set's)
+            order.append(int(i))
+        return orig(self, i)
+
+    monkeypatch.setattr(FashionMNIST, "__getitem__", recording)
+    r, n = 4, 512
+    authors = ["--curriculum", "efficienttrain", "--set", f"curriculum.replay={r}", "--set",
+               "curriculum.replay_mode=authors", "--set", "curriculum.replay_buffer=8"]
+    assert cli.main(tiny_args(tmp_path, "au", *authors, subset=n, val=16, batch=16, epochs=8, size=32)) == 0
+    rows = metrics(tmp_path / "au")
+    assert [row["replay"] for row in rows[:r]] == [r] * r and all(row["loaded_images"] == n // r for row in rows[:r])
+    loads = Counter(order[:n])  # the first r epochs: n // r fresh images each
+    never = 1 - len(loads) / n
+    expected = (1 - 1 / r) ** r  # 0.316: each epoch misses an image with probability 1 - 1/r, independently
+    assert abs(never - expected) < 5 * (expected * (1 - expected) / n) ** 0.5, never
+    assert max(loads.values()) >= 3  # where the authors' epoch loads each image exactly once
+    print(f"replay {r}, {n} images, {r} epochs: {never:.1%} never loaded (expected {expected:.1%}), "
+          f"max loads {max(loads.values())}")
