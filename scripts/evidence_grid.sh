@@ -9,6 +9,12 @@
 #   bash scripts/evidence_grid.sh cifar10         # CIFAR-10 at 32 px, CNN and ViT: runs/evidence/cifar10/{cnn,vit}/
 #   bash scripts/evidence_grid.sh flowers112      # flower photos at 112 px: runs/evidence/flowers112/{cnn,vit}/
 #   CIFAR=/data/cifar10-jpg.tar.gz FLOWERS=/data/flowers144.tar.gz ...           # data (default ../shared/data/)
+#   bash scripts/evidence_grid.sh record cifar10  # copy OUT's finished photo-grid runs into docs/data/evidence_runs/
+#
+# The photo grids outlast the machines they run on, so their finished runs are kept in the repository
+# (docs/data/evidence_runs/<setting>/<model>/<curriculum>/seed<k>/: config, schedule, metrics and summary, no
+# checkpoints) with `record`, and a grid starts by copying them into OUT (never over a run there): `etrain compare`
+# then reads them as finished (same configuration) and trains only the runs still missing.
 #
 # The photo grids (issue 25, ~11 CPU-hours for CIFAR-10 on one core): `none` at its full budget and cut to 0.7 /
 # 0.5 of it (its own cosine), EfficientTrain, EfficientTrain++ at budgets 0.5 / 0.7 / 1.0, and the linear
@@ -24,16 +30,35 @@ cd "$(dirname "$0")/.."
 PY=${ETRAIN_PYTHON:-.venv/bin/python}
 OUT=${OUT:-runs/evidence}
 etrain() { "$PY" -m efficienttrain_ext.cli "$@"; }
+RECORDS=${RECORDS:-docs/data/evidence_runs}  # relative to the repository root
 which=all
-case "${1:-}" in fmnist64|fmnist28|all|cifar10|flowers112) which=$1; shift ;; esac
+case "${1:-}" in fmnist64|fmnist28|all|cifar10|flowers112|record) which=$1; shift ;; esac
 CIFAR=${CIFAR:-../shared/data/cifar10-jpg.tar.gz}
 FLOWERS=${FLOWERS:-../shared/data/flowers144.tar.gz}
 CPHOTO=none,efficienttrain,none@cost=0.7,progressive@cost=efficienttrain,efficienttrain++@cost=0.7,none@cost=0.5
 CPHOTO=$CPHOTO,efficienttrain++@cost=0.5,efficienttrain++@cost=1.0
 
+record() {  # setting: OUT's finished runs (summary.json written) -> RECORDS, small files only
+  local setting=$1 summary run dest n=0
+  for summary in "$OUT/$setting"/*/*/seed*/summary.json; do
+    [ -f "$summary" ] || continue
+    run=$(dirname "$summary")
+    dest=$RECORDS/$setting/${run#"$OUT/$setting/"}
+    mkdir -p "$dest"
+    cp "$run"/config.yaml "$run"/schedule.json "$run"/summary.json "$run"/summary.txt "$run"/metrics.csv \
+      "$run"/metrics.jsonl "$dest"/
+    n=$((n + 1))
+  done
+  echo "recorded $n finished $setting runs in $RECORDS/$setting"
+}
+
 photo_grid() {  # setting, data root, then extra compare args
   local setting=$1 root=$2 seeds="" s model; shift 2
   echo "== $setting (data $root)"
+  if [ -d "$RECORDS/$setting" ]; then  # the runs finished on earlier machines: read, not retrained
+    mkdir -p "$OUT/$setting"
+    cp -rn "$RECORDS/$setting/." "$OUT/$setting/"
+  fi
   for s in 0 1 2; do
     seeds=${seeds:+$seeds,}$s
     for model in cnn vit; do
@@ -45,6 +70,9 @@ photo_grid() {  # setting, data root, then extra compare args
   done
 }
 case "$which" in
+  record)
+    case "${1:-}" in cifar10|flowers112) record "$1"; exit ;; esac
+    echo "usage: bash scripts/evidence_grid.sh record cifar10|flowers112" >&2; exit 2 ;;
   cifar10) photo_grid cifar10 "$CIFAR" "$@"; exit ;;
   flowers112) photo_grid flowers112 "$FLOWERS" "$@"; exit ;;
 esac
