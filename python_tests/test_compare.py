@@ -12,11 +12,12 @@ import pytest
 from efficienttrain_ext import cli
 from efficienttrain_ext.config import apply_overrides, load_config
 from efficienttrain_ext.curriculum import flops_by_size, plan, stage_costs
-from efficienttrain_ext.engine.compare import COMPARE_FILES, parse_spec, resolve_entries
+from efficienttrain_ext.engine.compare import (COMPARE_FILES, front_points, method_of, parse_spec, resolve_entries,
+                                               summarize)
 from efficienttrain_ext.engine.model_factory import create_model
 from efficienttrain_ext.errors import ConfigError
 
-from _etrain_helpers import FMNIST, metrics
+from _etrain_helpers import FMNIST, REPO, metrics
 
 TINY = ["model.name=resnet10t", "data.final_size=32", "train.epochs=10"]
 
@@ -126,3 +127,23 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert "different configuration" in capsys.readouterr().err
     assert cli.main(_compare_args(out, "--seeds", "0,0")) == 2
     assert "distinct" in capsys.readouterr().err
+
+
+def test_the_front_joins_each_methods_budgets(tmp_path):
+    """accuracy_vs_compute.png's points, from the flower grid's recorded runs (docs/data/evidence_runs)."""
+    assert [method_of(x) for x in ("none", "none@cost=0.7", "efficienttrain++@cost=0.5", "efficienttrain",
+                                   "progressive@cost=efficienttrain")] == \
+        ["none", "none", "efficienttrain++", "efficienttrain", "progressive"]
+    base = load_config(os.path.join(REPO, "configs/flowers112_evidence.yaml"))
+    entries = [e for e, _ in resolve_entries(base, ["none", "efficienttrain", "none@cost=efficienttrain",
+                                                    "none@cost=0.5"], 5)]
+    result = summarize(os.path.join(REPO, "docs/data/evidence_runs/flowers112/cnn"), entries, [0], 30)
+    by_run = {r["curriculum"]: r for r in result["runs"]}
+    front = front_points(result, "predicted_mean")
+    assert set(front) == {"none", "efficienttrain"}  # none@cost=0.5 has no finished run: not on the front
+    # none's two budgets on one line, ordered by compute: the cut baseline (20 epochs) first, then the full one
+    assert [(p[0], p[1], p[3]) for p in front["none"]] == [
+        (by_run["none@cost=efficienttrain"]["predicted"], by_run["none@cost=efficienttrain"]["top1"], 1),
+        (by_run["none"]["predicted"], by_run["none"]["top1"], 1)]
+    assert front["none"][0][0] < front["none"][1][0] == pytest.approx(1.0)
+    assert [p[0] for p in front_points(result, "cpu")["none"]][-1] == pytest.approx(1.0)  # the reference

@@ -24,7 +24,7 @@ RUNS = {"efficienttrain/seed0": "efficienttrain", "none/seed0": "none", "none@co
 # files every finished run directory holds (summary.* are written only after the last epoch)
 RUN_FILES = ("config.yaml", "schedule.json", "metrics.jsonl", "metrics.csv", "summary.txt", "summary.json", "last.pt")
 # `etrain compare` writes these into OUT (efficienttrain_ext/engine/compare.py COMPARE_FILES)...
-PLOTS = ("accuracy_vs_time.png", "accuracy_vs_cpu_time.png", "schedules.png")
+PLOTS = ("accuracy_vs_time.png", "accuracy_vs_cpu_time.png", "accuracy_vs_compute.png", "schedules.png")
 TABLES = ("compare.csv", "compare.md", "compare.json", "runs.csv")
 # ...and prints the Markdown table (compare.py markdown_table): this header, then one row per curriculum
 TABLE_HEADER = re.compile(r"^\|\s*curriculum\s*\|\s*seeds\s*\|\s*epochs\s*\|")

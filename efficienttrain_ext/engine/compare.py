@@ -20,7 +20,10 @@ resumed exactly; a run directory written by a different configuration is an erro
 Outputs in ``OUT``: ``compare.csv`` / ``compare.md`` (one row per curriculum: mean +- std over seeds),
 ``runs.csv`` (one row per run), ``compare.json`` (both, plus the resolved overrides), ``accuracy_vs_time.png``
 (one curve per curriculum: mean over seeds, +- std band), the same against process CPU time
-(``accuracy_vs_cpu_time.png``: what a busy machine disturbs less) and ``schedules.png``.
+(``accuracy_vs_cpu_time.png``: what a busy machine disturbs less), the accuracy-vs-compute front
+(``accuracy_vs_compute.png``: each curriculum's final top-1, mean +- std, against its CPU time and its predicted
+compute, the budgets of one method, e.g. ``none``, ``none@cost=0.7``, ``none@cost=0.5``, joined by one line) and
+``schedules.png``.
 
 Compute columns: ``predicted`` is the FLOP estimate relative to the configuration's baseline (``train.epochs`` at
 the final size); ``measured`` is the mean training time (evaluation excluded) relative to the reference curriculum's
@@ -54,11 +57,12 @@ from .model_factory import create_model
 from .plots import new_figure, plot_schedules
 from .trainer import Trainer, make_schedule
 
-__all__ = ["CompareEntry", "parse_spec", "resolve_entries", "run_compare", "summarize", "COMPARE_FILES"]
+__all__ = ["CompareEntry", "parse_spec", "resolve_entries", "run_compare", "summarize", "method_of", "front_points",
+           "COMPARE_FILES"]
 
 # what etrain compare writes into its output directory (besides one directory per curriculum)
 COMPARE_FILES = ("compare.csv", "compare.md", "compare.json", "runs.csv", "accuracy_vs_time.png",
-                 "accuracy_vs_cpu_time.png", "schedules.png")
+                 "accuracy_vs_cpu_time.png", "accuracy_vs_compute.png", "schedules.png")
 
 _SECTIONS = ("model", "data", "curriculum", "optim", "aug", "train")
 
@@ -399,6 +403,44 @@ def _plot_accuracy(out_dir: str, result: dict[str, Any], key: str, name: str, wh
     return path
 
 
+def method_of(label: str) -> str:
+    """The method a curriculum label is a budget of: ``none@cost=0.7`` -> ``none``, ``efficienttrain++@cost=0.5`` ->
+    ``efficienttrain++`` (the front joins one method's budgets)."""
+    return label.split("@", 1)[0]
+
+
+def front_points(result: dict[str, Any], key: str) -> dict[str, list[tuple[float, float, float, int]]]:
+    """Per method, its finished budgets as ``(x, top-1 mean, top-1 std (0 for one seed), seeds)`` sorted by x, where
+    x is the curriculum's ``key`` column (``cpu``, ``measured`` or ``predicted_mean``)."""
+    out: dict[str, list[tuple[float, float, float, int]]] = {}
+    for t in result["curricula"]:
+        if t["seeds"] and t[key] is not None:
+            out.setdefault(method_of(t["curriculum"]), []).append(
+                (t[key], t["top1_mean"], t["top1_std"] or 0.0, t["seeds"]))
+    return {m: sorted(p) for m, p in out.items()}
+
+
+def _plot_front(out_dir: str, result: dict[str, Any]) -> str:
+    """Final top-1 (mean +- std over seeds) against CPU time relative to the reference and against predicted
+    compute: one line per method through its budgets, ordered by compute."""
+    fig, axes = new_figure((11.0, 4.4), ncols=2)
+    for ax, key, what in ((axes[0], "cpu", f"training CPU time relative to {result['reference']}"),
+                          (axes[1], "predicted_mean", "predicted compute (FLOPs relative to the baseline)")):
+        for method, pts in front_points(result, key).items():
+            x, y, err, n = zip(*pts)
+            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, label=f"{method} (n={min(n)}-{max(n)})"
+                        if min(n) != max(n) else f"{method} (n={n[0]})")
+        ax.set_xlabel(what)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final top-1 (%), mean ± std over seeds")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("accuracy vs compute: one line per method through its budgets")
+    fig.tight_layout()
+    path = os.path.join(out_dir, "accuracy_vs_compute.png")
+    fig.savefig(path)
+    return path
+
+
 def write_outputs(out_dir: str, result: dict[str, Any]) -> list[str]:
     """:data:`COMPARE_FILES` in ``out_dir``."""
     paths = []
@@ -410,6 +452,7 @@ def write_outputs(out_dir: str, result: dict[str, Any]) -> list[str]:
     paths.append(_plot_accuracy(out_dir, result, "train_time", "accuracy_vs_time.png", "training wall time"))
     paths.append(_plot_accuracy(out_dir, result, "train_cpu_time", "accuracy_vs_cpu_time.png",
                                 "training process CPU time"))
+    paths.append(_plot_front(out_dir, result))
     first = {}
     for r in result["runs"]:
         first.setdefault(r["curriculum"], r["run_dir"])

@@ -18,10 +18,10 @@ from .metrics import read_metrics
 __all__ = ["plot_runs", "plot_schedules", "plot_lr", "compare_table", "new_figure"]
 
 
-def new_figure(figsize=(6.4, 4.4), nrows: int = 1, sharex: bool = False):
+def new_figure(figsize=(6.4, 4.4), nrows: int = 1, sharex: bool = False, ncols: int = 1):
     """A matplotlib Figure and its axes through the object API (no pyplot: no global figure state, no display)."""
     fig = Figure(figsize=figsize, dpi=120)
-    return fig, fig.subplots(nrows, 1, sharex=sharex)
+    return fig, fig.subplots(nrows, ncols, sharex=sharex)
 
 
 def _label(run_dir: str) -> str:
