@@ -226,7 +226,7 @@ def _cmd_mae(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(args.source))
+    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(args.source, bool(args.linear_probe)))
     if args.linear_probe:
         base = merge_config_dicts(base, LINEAR_PROBE_DEFAULTS)
     cfg = _config(args, base, {"source": "finetune.source", "weights": "finetune.weights",

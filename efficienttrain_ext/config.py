@@ -409,6 +409,9 @@ class FinetuneConfig(_Section):
     linear_probe: bool = False  # train only a new classifier on the frozen backbone
     probe_bn: bool = True  # linear probe: an affine-free BatchNorm before the classifier (MAE's linear probing)
     reinit: list[str] = Field(default_factory=list)  # glob patterns of further keys that start fresh (not loaded)
+    # the new classifier's weights ~ trunc_normal(std), bias 0 (fine-tuning, not the probe); None: the model's own
+    # initialisation. An etrain mae source defaults to 2e-5 (MAE's main_finetune.py)
+    head_std: float | None = Field(default=None, gt=0)
 
 
 class Config(_Section):

@@ -4,11 +4,16 @@ dict, and train on a new classification task on the trainer's engine.
 * The source (:func:`load_source`): a run directory (its ``last.pt``), an etrain checkpoint (model or EMA weights,
   ``finetune.weights``), or any state-dict file timm reads (``.pth``/``.safetensors``, ``state_dict``/``model``
   wrappers). An ``etrain mae`` checkpoint contributes its encoder; the decoder is dropped.
+* From an ``etrain mae`` source the ViT fine-tunes as MAE's ``main_finetune.py`` does by default
+  (``--global_pool``): the tokens are average-pooled into a new ``fc_norm`` (timm's ``global_pool='avg'``), the
+  encoder's final norm is not used, and the head starts at ``trunc_normal(std=2e-5)`` (``finetune.head_std``).
+  A ``model.kwargs`` given on the command line replaces the source's (``global_pool`` included); a linear probe
+  keeps the class token, as MAE's ``main_linprobe.py`` does.
 * Loading (:func:`load_backbone`) is strict apart from the classifier, which is re-initialised for the new classes:
   every other weight of the model must come from the source and every source weight must have a place in the
   model; the keys that do not are listed and the run stops (``finetune.reinit`` names keys meant to start
   fresh). A ViT position embedding of another patch grid is resampled (timm's bicubic resampling).
-* ``optim.layer_decay`` (default 0.75 here) goes through timm's ``param_groups_layer_decay``: for a ViT of L
+* ``optim.layer_decay`` (default 0.65 here) goes through timm's ``param_groups_layer_decay``: for a ViT of L
   blocks, block i (from 0) gets ``lr * decay ** (L - i)``, the stem (patch embedding, tokens, position embedding)
   ``lr * decay ** (L + 1)``, the head ``lr``; timm puts the final norm with the last block (``lr * decay``), where
   BEiT/MAE give it the head's ``lr``.
@@ -61,6 +66,7 @@ LINEAR_PROBE_DEFAULTS: dict[str, Any] = {
 }
 
 _MAE_MARK = "mask_token"  # a key only MaeVisionTransformer state dicts have
+MAE_HEAD_STD = 2e-5  # main_finetune.py: trunc_normal_(model.head.weight, std=2e-5)
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Source:
     description: str  # what was loaded, for the report
     config: dict[str, Any] | None = None  # the source run's configuration (etrain checkpoints)
     dropped: list[str] = field(default_factory=list)  # source keys deliberately not used (an MAE decoder)
+    mae: bool = False  # an etrain mae encoder: fine-tuned the way MAE fine-tunes (module docstring)
 
 
 @dataclass
@@ -79,14 +86,19 @@ class LoadReport:
     dropped: list[str]  # source keys not used: the source's classifier, an MAE decoder, finetune.reinit matches
     resampled: list[str]  # position embeddings brought to the model's patch grid
     source: str = ""
+    pooled_norm: list[str] = field(default_factory=list)  # a fresh fc_norm in place of the encoder's norm (MAE)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(source=self.source, loaded=len(self.loaded), head=self.head, reinit=self.reinit,
-                    dropped=self.dropped, resampled=self.resampled, missing=[], unexpected=[])
+                    pooled_norm=self.pooled_norm, dropped=self.dropped, resampled=self.resampled, missing=[],
+                    unexpected=[])
 
     def summary(self) -> str:
         parts = [f"initialised from {self.source}: {len(self.loaded)} tensors loaded",
                  f"classifier re-initialised ({', '.join(self.head) or 'none'})"]
+        if self.pooled_norm:
+            parts.append(f"global average pooling into a fresh {', '.join(self.pooled_norm)} (MAE's fine-tuning; "
+                         "the encoder's final norm unused)")
         if self.reinit:
             parts.append(f"{len(self.reinit)} left fresh by finetune.reinit")
         if self.dropped:
@@ -135,16 +147,19 @@ def load_source(path: str, weights: str = "auto") -> Source:
     if not isinstance(sd, Mapping) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         raise CheckpointError(f"{path} does not hold a state dict (name -> tensor)")
     dropped: list[str] = []
-    if _MAE_MARK in sd:  # an etrain mae model: its encoder is the backbone, the decoder is not used
+    mae = _MAE_MARK in sd
+    if mae:  # an etrain mae model: its encoder is the backbone, the decoder is not used
         dropped = sorted(k for k in sd if not k.startswith("encoder."))
         sd = {k.removeprefix("encoder."): v for k, v in sd.items() if k.startswith("encoder.")}
         desc += ", MAE encoder"
-    return Source(dict(sd), desc, config, dropped)
+    return Source(dict(sd), desc, config, dropped, mae)
 
 
-def source_model_defaults(path: str | None) -> dict[str, Any]:
+def source_model_defaults(path: str | None, linear_probe: bool = False) -> dict[str, Any]:
     """The ``model`` entries (name, kwargs, imports) of an etrain source run, as defaults for the fine-tuned model,
-    so that ``etrain finetune --from RUN`` rebuilds the source's architecture; {} for other sources."""
+    so that ``etrain finetune --from RUN`` rebuilds the source's architecture; {} for other sources. An ``etrain
+    mae`` source fine-tunes with ``global_pool: avg`` (MAE's default) unless its kwargs or ``linear_probe`` say
+    otherwise."""
     if not path:
         return {}
     f = os.path.join(path, "last.pt") if os.path.isdir(path) else path
@@ -153,8 +168,11 @@ def source_model_defaults(path: str | None) -> dict[str, Any]:
     raw = _read(f)
     if not ckpt_io.is_checkpoint(raw):
         return {}
-    model = raw["config"]["model"]
-    return {"model": {k: model[k] for k in ("name", "kwargs", "imports") if k in model}}
+    model = {k: raw["config"]["model"][k] for k in ("name", "kwargs", "imports") if k in raw["config"]["model"]}
+    if _MAE_MARK in raw["model"] and not linear_probe:
+        model["kwargs"] = {"global_pool": "avg", **(model.get("kwargs") or {})}
+        return {"model": model, "finetune": {"head_std": MAE_HEAD_STD}}
+    return {"model": model}
 
 
 def classifier_names(model: nn.Module) -> list[str]:
@@ -198,16 +216,43 @@ def _resample_pos_embed(model: nn.Module, value: torch.Tensor, target: torch.Ten
                                   num_prefix_tokens=prefix)
 
 
+def _pooled_norm(target: Mapping[str, torch.Tensor], source: Source) -> tuple[list[str], list[str]]:
+    """MAE's fine-tuning layout (``--global_pool``): a model whose tokens are average-pooled into ``fc_norm`` (its
+    ``norm`` an Identity) from an MAE encoder that has ``norm`` and no ``fc_norm``. Returns the model's fresh
+    ``fc_norm`` keys and the source's unused ``norm`` keys; ([], []) for any other pair."""
+    fc = sorted(k for k in target if k.startswith("fc_norm."))
+    norm = sorted(k for k in source.state_dict if k.startswith("norm."))
+    if (not source.mae or not fc or not norm or any(k.startswith("norm.") for k in target)
+            or any(k.startswith("fc_norm.") for k in source.state_dict)):
+        return [], []
+    return fc, norm
+
+
+def init_classifier(model: nn.Module, std: float) -> None:
+    """The classifier's linear weights ~ trunc_normal(std), biases 0 (``finetune.head_std``; MAE: 2e-5)."""
+    linears = [m for n in classifier_names(model) for m in model.get_submodule(n).modules()
+               if isinstance(m, nn.Linear)]
+    if not linears:
+        raise TrainError(f"finetune.head_std needs a linear classifier; {type(model).__name__}'s "
+                         f"{', '.join(classifier_names(model))} has none")
+    with torch.no_grad():
+        for m in linears:
+            nn.init.trunc_normal_(m.weight, std=std)
+            if m.bias is not None:
+                m.bias.zero_()
+
+
 def load_backbone(model: nn.Module, source: Source, reinit: list[str] = ()) -> LoadReport:
-    """Load ``source`` into ``model`` strictly, apart from the classifier and ``reinit`` patterns (module
-    docstring); raises :class:`CheckpointError` listing every missing, unexpected or mis-shaped key."""
+    """Load ``source`` into ``model`` strictly, apart from the classifier, ``reinit`` patterns and MAE's pooled
+    norm (module docstring); raises :class:`CheckpointError` listing every missing, unexpected or mis-shaped key."""
     heads = classifier_names(model)
     target = model.state_dict()
+    pooled, unused_norm = _pooled_norm(target, source)
 
     def fresh(k: str) -> bool:
-        return _under(k, heads) or any(fnmatch.fnmatchcase(k, p) for p in reinit)
+        return _under(k, heads) or k in pooled or any(fnmatch.fnmatchcase(k, p) for p in reinit)
 
-    src = {k: v for k, v in source.state_dict.items() if not fresh(k)}
+    src = {k: v for k, v in source.state_dict.items() if not fresh(k) and k not in unused_norm}
     want = {k for k in target if not fresh(k)}
     missing, unexpected = sorted(want - set(src)), sorted(set(src) - want)
     resampled, bad_shapes = [], []
@@ -236,9 +281,9 @@ def load_backbone(model: nn.Module, source: Source, reinit: list[str] = ()) -> L
     state.update({k: v.to(dtype=target[k].dtype) for k, v in src.items()})
     model.load_state_dict(state, strict=True)
     return LoadReport(loaded=sorted(src), head=sorted(k for k in target if _under(k, heads)),
-                      reinit=sorted(k for k in target if fresh(k) and not _under(k, heads)),
-                      dropped=source.dropped + sorted(k for k in source.state_dict if fresh(k)),
-                      resampled=resampled, source=source.description)
+                      reinit=sorted(k for k in target if fresh(k) and not _under(k, heads) and k not in pooled),
+                      dropped=source.dropped + sorted(k for k in source.state_dict if fresh(k) or k in unused_norm),
+                      resampled=resampled, source=source.description, pooled_norm=pooled)
 
 
 class LinearProbe(nn.Module):
@@ -300,6 +345,8 @@ def run_finetune(cfg: Config, run_dir: str | None = None, resume: str | None = N
             model.set_input_size(img_size=(final, final))
         if source is not None:
             reports.append(load_backbone(model, source, f.reinit))
+            if f.head_std is not None and not f.linear_probe:
+                init_classifier(model, f.head_std)
         if f.linear_probe:
             model = LinearProbe(model, num_classes, bn=f.probe_bn)
         return model
