@@ -15,7 +15,7 @@ import torch
 from efficienttrain_ext import cli
 from efficienttrain_ext.config import load_config
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
-from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, load_backbone, load_source, init_classifier
+from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, init_classifier, load_backbone, load_source
 from efficienttrain_ext.engine.model_factory import create_model
 from efficienttrain_ext.engine.trainer import Trainer
 

@@ -248,11 +248,12 @@ def load_backbone(model: nn.Module, source: Source, reinit: list[str] = ()) -> L
     heads = classifier_names(model)
     target = model.state_dict()
     pooled, unused_norm = _pooled_norm(target, source)
+    mae_layout = set(pooled) | set(unused_norm)  # the model's fresh fc_norm, the source's unused norm
 
     def fresh(k: str) -> bool:
-        return _under(k, heads) or k in pooled or any(fnmatch.fnmatchcase(k, p) for p in reinit)
+        return _under(k, heads) or k in mae_layout or any(fnmatch.fnmatchcase(k, p) for p in reinit)
 
-    src = {k: v for k, v in source.state_dict.items() if not fresh(k) and k not in unused_norm}
+    src = {k: v for k, v in source.state_dict.items() if not fresh(k)}
     want = {k for k in target if not fresh(k)}
     missing, unexpected = sorted(want - set(src)), sorted(set(src) - want)
     resampled, bad_shapes = [], []
@@ -281,8 +282,8 @@ def load_backbone(model: nn.Module, source: Source, reinit: list[str] = ()) -> L
     state.update({k: v.to(dtype=target[k].dtype) for k, v in src.items()})
     model.load_state_dict(state, strict=True)
     return LoadReport(loaded=sorted(src), head=sorted(k for k in target if _under(k, heads)),
-                      reinit=sorted(k for k in target if fresh(k) and not _under(k, heads) and k not in pooled),
-                      dropped=source.dropped + sorted(k for k in source.state_dict if fresh(k) or k in unused_norm),
+                      reinit=sorted(k for k in target if fresh(k) and not _under(k, heads) and k not in mae_layout),
+                      dropped=source.dropped + sorted(k for k in source.state_dict if fresh(k)),
                       resampled=resampled, source=source.description, pooled_norm=pooled)
 
 
