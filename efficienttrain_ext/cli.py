@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default auto: EMA when it has them)")
     p.add_argument("--linear-probe", action="store_true", default=None,
                    help="freeze the backbone, train a new classifier (MAE's linear-probe recipe as defaults)")
-    p.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay (default 0.75; 1: none)")
+    p.add_argument("--layer-decay", type=float,
+                   help="layer-wise learning-rate decay (default 0.65, MAE's ViT-B recipe; 1: none)")
     p = sub.add_parser("schedule", help="print a curriculum's stage table and predicted compute (FLOP counted)")
     _add_config_args(p, training=False, presets=True)
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the model counted")
@@ -226,11 +227,15 @@ def _cmd_mae(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(args.source, bool(args.linear_probe)))
-    if args.linear_probe:
+    flags = {"source": "finetune.source", "weights": "finetune.weights", "linear_probe": "finetune.linear_probe",
+             "layer_decay": "optim.layer_decay"}
+    # the source and the probe choice may come from the flags, -c or --set alike: read them first, then build the
+    # defaults they select (the source's architecture, MAE's pooling, the probe recipe) under what the user gave
+    asked = _config(args, FINETUNE_DEFAULTS, flags).finetune
+    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(asked.source, asked.linear_probe))
+    if asked.linear_probe:
         base = merge_config_dicts(base, LINEAR_PROBE_DEFAULTS)
-    cfg = _config(args, base, {"source": "finetune.source", "weights": "finetune.weights",
-                               "linear_probe": "finetune.linear_probe", "layer_decay": "optim.layer_decay"})
+    cfg = _config(args, base, flags)
     run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 

@@ -13,7 +13,7 @@ import timm
 import torch
 
 from efficienttrain_ext import cli
-from efficienttrain_ext.config import load_config
+from efficienttrain_ext.config import config_to_dict, load_config
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, init_classifier, load_backbone, load_source
 from efficienttrain_ext.engine.model_factory import create_model
@@ -142,6 +142,32 @@ def test_layer_decay_gives_each_block_its_power_of_the_decay(tmp_path):
     wd = {names[id(p)]: g["weight_decay"] for g in trainer.optimizer.param_groups for p in g["params"]}
     assert wd["blocks.0.attn.qkv.weight"] == cfg.optim.weight_decay and wd["blocks.0.attn.qkv.bias"] == 0.0
     assert wd["pos_embed"] == 0.0 and wd["cls_token"] == 0.0
+
+
+def test_the_probe_and_the_source_resolve_the_same_from_flags_set_or_a_config_file(mae_run, tmp_path, monkeypatch):
+    # the defaults a probe or an MAE source selects (class token, the probe recipe) must not depend on whether the
+    # choice came as --linear-probe / --from or as --set / -c entries
+    seen = []
+    monkeypatch.setattr(cli, "run_finetune", lambda cfg, **kw: seen.append(cfg))
+    conf = tmp_path / "probe.yaml"
+    conf.write_text(f"finetune:\n  source: {mae_run}\n  linear_probe: true\n")
+    variants = [["finetune", "--from", str(mae_run), "--linear-probe"],
+                ["finetune", "--from", str(mae_run), "--set", "finetune.linear_probe=true"],
+                ["finetune", "--set", f"finetune.source={mae_run}", "--set", "finetune.linear_probe=true"],
+                ["finetune", "-c", str(conf)]]
+    for args in variants:
+        assert cli.main(args) == 0
+    flag = seen[0]
+    assert flag.finetune.linear_probe and flag.model.kwargs == TINY_KW  # the class token: no global_pool
+    assert flag.aug.randaugment is None and flag.optim.weight_decay == 0.0 and flag.optim.base_lr == 1e-3
+    assert flag.finetune.head_std is None
+    for cfg in seen[1:]:
+        assert config_to_dict(cfg) == config_to_dict(flag)
+    # and fine-tuning by --set / -c: MAE's pooling and head, the fine-tuning recipe
+    conf.write_text(f"finetune:\n  source: {mae_run}\n")
+    assert cli.main(["finetune", "-c", str(conf)]) == 0
+    assert seen[-1].model.kwargs == {**TINY_KW, "global_pool": "avg"} and seen[-1].finetune.head_std == 2e-5
+    assert seen[-1].aug.randaugment and seen[-1].optim.layer_decay == 0.65
 
 
 def test_linear_probe_trains_only_the_new_head(resnet_run, tmp_path, capsys):
