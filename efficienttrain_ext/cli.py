@@ -21,7 +21,8 @@ from .data.build import DATASETS
 from .data.shards import write_shards
 from .engine import checkpoint as ckpt_io
 from .engine.compare import run_compare
-from .engine.finetune import FINETUNE_DEFAULTS, LINEAR_PROBE_DEFAULTS, run_finetune, source_model_defaults
+from .engine.finetune import (FINETUNE_DEFAULTS, LINEAR_PROBE_DEFAULTS, load_source, run_finetune,
+                              source_model_defaults)
 from .engine.mae import MAE_DEFAULTS, run_mae
 from .engine.model_factory import create_model
 from .engine.plots import compare_table, plot_runs
@@ -232,11 +233,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     # the source and the probe choice may come from the flags, -c or --set alike: read them first, then build the
     # defaults they select (the source's architecture, MAE's pooling, the probe recipe) under what the user gave
     asked = _config(args, FINETUNE_DEFAULTS, flags).finetune
-    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(asked.source, asked.linear_probe))
+    source = load_source(asked.source, asked.weights) if asked.source and not args.resume else None
+    base = merge_config_dicts(FINETUNE_DEFAULTS, source_model_defaults(source, asked.linear_probe))
     if asked.linear_probe:
         base = merge_config_dicts(base, LINEAR_PROBE_DEFAULTS)
     cfg = _config(args, base, flags)
-    run_finetune(cfg, resume=args.resume, overwrite=args.overwrite)
+    run_finetune(cfg, resume=args.resume, overwrite=args.overwrite, source=source)
     return 0
 
 

@@ -13,6 +13,7 @@ import timm
 import torch
 
 from efficienttrain_ext import cli
+from efficienttrain_ext.engine import finetune as finetune_module
 from efficienttrain_ext.config import config_to_dict, load_config
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, init_classifier, load_backbone, load_source
@@ -147,8 +148,10 @@ def test_layer_decay_gives_each_block_its_power_of_the_decay(tmp_path):
 def test_the_probe_and_the_source_resolve_the_same_from_flags_set_or_a_config_file(mae_run, tmp_path, monkeypatch):
     # the defaults a probe or an MAE source selects (class token, the probe recipe) must not depend on whether the
     # choice came as --linear-probe / --from or as --set / -c entries
-    seen = []
-    monkeypatch.setattr(cli, "run_finetune", lambda cfg, **kw: seen.append(cfg))
+    seen, reads = [], []
+    monkeypatch.setattr(cli, "run_finetune", lambda cfg, source=None, **kw: seen.append(cfg) or reads.append(source))
+    real_read = finetune_module._read
+    monkeypatch.setattr(finetune_module, "_read", lambda path: reads.append(path) or real_read(path))
     conf = tmp_path / "probe.yaml"
     conf.write_text(f"finetune:\n  source: {mae_run}\n  linear_probe: true\n")
     variants = [["finetune", "--from", str(mae_run), "--linear-probe"],
@@ -163,6 +166,9 @@ def test_the_probe_and_the_source_resolve_the_same_from_flags_set_or_a_config_fi
     assert flag.finetune.head_std is None
     for cfg in seen[1:]:
         assert config_to_dict(cfg) == config_to_dict(flag)
+    # each call reads the source once and hands it to the run (a large checkpoint is not loaded twice)
+    assert len(reads) == 2 * len(variants)
+    assert all(isinstance(p, str) for p in reads[0::2]) and all(src.mae for src in reads[1::2])
     # and fine-tuning by --set / -c: MAE's pooling and head, the fine-tuning recipe
     conf.write_text(f"finetune:\n  source: {mae_run}\n")
     assert cli.main(["finetune", "-c", str(conf)]) == 0

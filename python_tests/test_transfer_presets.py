@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 
 import pytest
+import timm
+import torch
 
 from efficienttrain_ext import cli
 from efficienttrain_ext.config import Config, apply_overrides, load_config
@@ -93,7 +95,8 @@ def test_preset_builds_a_run_through_etrain_finetune(ds, tmp_path, monkeypatch):
     folder = make_image_folder(tmp_path / "data", per_class=8, size=24)
     command = next(line.lstrip("# ").split() for line in open(_preset(ds)) if line.startswith("#   etrain finetune"))
     assert command[:4] == ["etrain", "finetune", "-c", f"configs/transfer/{ds}.yaml"]
-    source = str(tmp_path / "source.pth")  # only named: the captured run would load it
+    source = str(tmp_path / "source.pth")  # a timm state dict: the CLI reads it before the (captured) run
+    torch.save(timm.create_model("resnet10t", num_classes=10).state_dict(), source)
     argv = [{"CKPT": source, "deit_small_patch16_224": "resnet10t"}.get(a, a) for a in command[1:]]
     argv[argv.index("-c") + 1] = _preset(ds)
     argv[argv.index("--data-root") + 1] = str(folder)

@@ -155,21 +155,15 @@ def load_source(path: str, weights: str = "auto") -> Source:
     return Source(dict(sd), desc, config, dropped, mae)
 
 
-def source_model_defaults(path: str | None, linear_probe: bool = False) -> dict[str, Any]:
+def source_model_defaults(source: Source | None, linear_probe: bool = False) -> dict[str, Any]:
     """The ``model`` entries (name, kwargs, imports) of an etrain source run, as defaults for the fine-tuned model,
     so that ``etrain finetune --from RUN`` rebuilds the source's architecture; {} for other sources. An ``etrain
     mae`` source fine-tunes with ``global_pool: avg`` (MAE's default) unless its kwargs or ``linear_probe`` say
     otherwise."""
-    if not path:
+    if source is None or not source.config:
         return {}
-    f = os.path.join(path, "last.pt") if os.path.isdir(path) else path
-    if not os.path.isfile(f) or f.endswith(".safetensors"):
-        return {}
-    raw = _read(f)
-    if not ckpt_io.is_checkpoint(raw):
-        return {}
-    model = {k: raw["config"]["model"][k] for k in ("name", "kwargs", "imports") if k in raw["config"]["model"]}
-    if _MAE_MARK in raw["model"] and not linear_probe:
+    model = {k: source.config["model"][k] for k in ("name", "kwargs", "imports") if k in source.config["model"]}
+    if source.mae and not linear_probe:
         model["kwargs"] = {"global_pool": "avg", **(model.get("kwargs") or {})}
         return {"model": model, "finetune": {"head_std": MAE_HEAD_STD}}
     return {"model": model}
@@ -328,13 +322,18 @@ class LinearProbe(nn.Module):
 
 
 def run_finetune(cfg: Config, run_dir: str | None = None, resume: str | None = None,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, source: Source | None = None) -> dict:
     """Fine-tune (or linear-probe) ``cfg.model`` from ``cfg.finetune.source`` to the end; writes ``init.json``
-    (what was loaded) next to the usual run files."""
+    (what was loaded) next to the usual run files. ``source``: that source already loaded (``load_source(
+    cfg.finetune.source, cfg.finetune.weights)``), so a caller that read it for its defaults does not read it
+    twice."""
     f = cfg.finetune
     if not resume and not f.source:
         raise TrainError("etrain finetune needs --from RUN_DIR_OR_CHECKPOINT (or --resume RUN_DIR)")
-    source = load_source(f.source, f.weights) if not resume else None  # a resumed run has its own weights
+    if resume:
+        source = None  # a resumed run has its own weights
+    elif source is None:
+        source = load_source(f.source, f.weights)
     reports: list[LoadReport] = []
 
     def factory(num_classes: int) -> nn.Module:
