@@ -13,8 +13,8 @@ import timm
 import torch
 
 from efficienttrain_ext import cli
-from efficienttrain_ext.engine import finetune as finetune_module
 from efficienttrain_ext.config import config_to_dict, load_config
+from efficienttrain_ext.engine import finetune as finetune_module
 from efficienttrain_ext.engine.checkpoint import load as load_checkpoint
 from efficienttrain_ext.engine.finetune import FINETUNE_DEFAULTS, init_classifier, load_backbone, load_source
 from efficienttrain_ext.engine.model_factory import create_model
