@@ -72,7 +72,8 @@ def _add_config_args(p: argparse.ArgumentParser, training: bool, resumable: bool
         p.add_argument("--dataset", choices=list(DATASETS),
                        help="default auto: from --data-root (train/ class folders, or the Fashion-MNIST IDX files); "
                        "wds: tar shards (--set data.shards=PATTERN); cifar10: --data-root is the JPEG archive "
-                       "(train/, test/), its folder, or the python pickle directory cifar-10-batches-py")
+                       "(train/, test/), its folder, or the python pickle directory cifar-10-batches-py (--set "
+                       "data.download=true downloads it where the machine is online)")
         p.add_argument("--data-root", help="ImageFolder root with train/ and val/ (or test/, or data.val_split), "
                        "or a .tar/.tar.gz of one (unpacked once into $ETRAIN_CACHE), or a Fashion-MNIST IDX "
                        "directory")

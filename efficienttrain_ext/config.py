@@ -99,6 +99,7 @@ class DataConfig(_Section):
     val_subset: Int | None = Field(None, ge=1)
     val_split: Float | None = Field(None, gt=0.0, lt=1.0)  # hold out this part of train/ (seeded, class-stratified)
     split_seed: Int = 0
+    download: bool = False  # cifar10: where data.root holds no data, download the pickle directory into it
     # the GPU-resident data path (data/device_cache.py, docs/data.md): decoded uint8 images on the training device,
     # RandomResizedCrop + flip batched there; no loader workers
     device_cache: bool = False
@@ -130,6 +131,9 @@ class DataConfig(_Section):
                              "the loader, so use it with data.loader=torch (the default), not dali")
         if self.cache_size is not None and not self.device_cache:
             raise ValueError("data.cache_size applies to data.device_cache=true")
+        if self.download and self.dataset != "cifar10":
+            raise ValueError(f"data.download applies to data.dataset=cifar10, not {self.dataset!r} (ImageFolders, "
+                             "shards and the Fashion-MNIST package are not downloaded)")
         if self.loader != "dali" and self.dali_device != "auto":
             raise ValueError(f"data.dali_device applies to data.loader=dali, not {self.loader!r}")
         return self
@@ -444,6 +448,7 @@ class Config(_Section):
 # keys that do not change what is trained: they may differ between a run and its resume
 OPERATIONAL_KEYS = {
     ("data", "root"), ("data", "shards"), ("data", "val_shards"), ("data", "workers"), ("data", "cache_max_gib"),
+    ("data", "download"),
     ("train", "device"), ("train", "output"), ("train", "name"),
     ("train", "progress"), ("train", "tensorboard"), ("train", "threads"), ("train", "log_interval"),
     ("train", "compile"), ("train", "compile_backend"), ("train", "channels_last"), ("train", "prefetch"),

@@ -232,10 +232,20 @@ def test_bad_input_gives_clear_errors(tmp_path):
     imgs = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
     with pytest.raises(DataError, match="uint8 images"):
         resized_crop(imgs.float(), torch.zeros(2, 4, dtype=torch.long), 4)
-    with pytest.raises(DataError, match="one box"):
+    with pytest.raises(DataError, match=r"one integer box .* 2 images, boxes torch.int64 \(3, 4\)"):
         resized_crop(imgs, torch.zeros(3, 4, dtype=torch.long), 4)
     with pytest.raises(DataError, match="interpolation"):
         resized_crop(imgs, torch.tensor([[0, 0, 8, 8]] * 2), 4, "lanczos")
+    # boxes that are empty, leave the image or are not whole pixels would give black or smeared crops silently
+    for box in ([0, 0, 0, 8], [0, 0, 8, -1], [-1, 0, 8, 8], [0, 2, 8, 7], [5, 0, 4, 4]):
+        with pytest.raises(DataError, match=r"box 1 \(i, j, h, w\) = .* is empty or leaves the 8x8 image"):
+            resized_crop(imgs, torch.tensor([[0, 0, 8, 8], box]), 4)
+    with pytest.raises(DataError, match="one integer box"):
+        resized_crop(imgs, torch.tensor([[0, 0, 8, 8]] * 2, dtype=torch.float32), 4)
+    with pytest.raises(DataError, match="one flag per image: 2 images, flip \\(3,\\)"):
+        resized_crop(imgs, torch.tensor([[0, 0, 8, 8]] * 2), 4, flip=torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(DataError, match="integer >= 1"):
+        resized_crop(imgs, torch.tensor([[0, 0, 8, 8]] * 2), 0)
     with pytest.raises(DataError, match="uint8 images"):
         DeviceImages(imgs.float(), torch.zeros(2, dtype=torch.long))
     with pytest.raises(DataError, match="one label per image"):

@@ -133,7 +133,7 @@ def run_analyze(paths: Sequence[str], out_dir: str | None = None, *, config: str
     d = cfg.data
     data = build_datasets(d.dataset, d.root, d.final_size, crop_pct=d.crop_pct, interpolation=d.interpolation,
                           train_subset=d.train_subset, val_subset=d.val_subset, val_split=d.val_split,
-                          split_seed=d.split_seed)
+                          split_seed=d.split_seed, download=d.download)
     info = DistInfo()
     device = resolve_device(cfg.train.device, info)
     models = [load_model(p, cfg, data.num_classes, weights, list(overrides), labels[i] if labels else None)

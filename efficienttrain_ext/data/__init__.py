@@ -7,6 +7,7 @@ and ``encoded`` the undecoded view of a dataset that it reads.
 """
 
 from .build import DATASETS, IMAGENET_MEAN, IMAGENET_STD, Datasets, build_datasets, resolve_dataset
+from .cifar10 import download_cifar10, load_cifar10
 from .fashion_mnist import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, FashionMNIST, read_idx
 from .image_folder import SafeImageFolder, collate_skip
 from .order import GlobalBatchSampler, epoch_permutation
@@ -16,8 +17,8 @@ from .transforms import eval_transform, train_transform
 from .unreadable import ReplaceUnreadable, collate_replaced
 from ..errors import DataError
 
-__all__ = ["DataError", "DATASETS", "Datasets", "build_datasets", "resolve_dataset", "FashionMNIST",
-           "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES", "read_idx", "SafeImageFolder", "collate_skip",
+__all__ = ["DataError", "DATASETS", "Datasets", "build_datasets", "resolve_dataset", "load_cifar10", "download_cifar10",
+           "FashionMNIST", "FASHION_MNIST_ROOT", "FASHION_MNIST_CLASSES", "read_idx", "SafeImageFolder", "collate_skip",
            "GlobalBatchSampler", "epoch_permutation", "ReplaceUnreadable", "collate_replaced",
            "TarShardDataset", "expand_shards", "write_shards",
            "stratified_split", "stratified_subset", "train_transform", "eval_transform", "IMAGENET_MEAN", "IMAGENET_STD"]

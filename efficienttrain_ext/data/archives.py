@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 
 from ..errors import DataError
 
@@ -40,6 +41,20 @@ def _digest(path: str) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_read_to_the_end(tar: tarfile.TarFile) -> None:
+    """Raise if ``tar`` stopped before its end. tarfile takes a damaged member header after the first for the end of
+    the archive (so a corrupt archive would unpack cut short, silently), and gzip checks its CRC only at the end of
+    the stream: past the last member read there must be nothing but the zero blocks that close an archive."""
+    f = tar.fileobj
+    f.seek(tar.offset)
+    at = tar.offset
+    for block in iter(lambda: f.read(1 << 20), b""):
+        if block.strip(b"\0"):
+            raise tarfile.ReadError(f"damaged member header at byte {at} of the tar stream (the archive is corrupt "
+                                    f"or cut short; {len(tar.getmembers())} members read before it)")
+        at += len(block)
+
+
 def unpack_archive(path: str, cache: str | None = None) -> str:
     """The folder holding ``path``'s contents, unpacked on first use (atomically; see the module docstring)."""
     if not os.path.isfile(path):
@@ -62,8 +77,9 @@ def unpack_archive(path: str, cache: str | None = None) -> str:
         print(f"data: unpacking {path} into {dest} (once)", flush=True)
         with tarfile.open(path) as tar:
             tar.extractall(tmp, filter="data")  # 'data': no absolute paths, links out of the tree or devices
+            _check_read_to_the_end(tar)
         os.rename(tmp, dest)
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if os.path.isdir(dest):  # another process renamed its copy first
             return dest

@@ -128,8 +128,10 @@ def _tar_shards(shards: str | None, val_shards: str | None, tt, et, val_split: f
 def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                    hflip: float = 0.5, interpolation: str = "bicubic", crop_pct: float | None = None,
                    train_subset: int | None = None, val_subset: int | None = None, val_split: float | None = None,
-                   split_seed: int = 0, shards: str | None = None, val_shards: str | None = None) -> Datasets:
-    """Training and validation sets with the host-side transforms (uint8 output)."""
+                   split_seed: int = 0, shards: str | None = None, val_shards: str | None = None,
+                   download: bool = False) -> Datasets:
+    """Training and validation sets with the host-side transforms (uint8 output). ``download``: cifar10 only
+    (:func:`.cifar10.load_cifar10`)."""
     tt = train_transform(final_size, scale, ratio, hflip, interpolation)
     et = eval_transform(final_size, crop_pct, interpolation)
     kind = resolve_dataset(dataset, root, shards)
@@ -150,7 +152,7 @@ def build_datasets(dataset: str, root: str | None, final_size: int, *, scale=(0.
             train, val = Subset(train, tr), Subset(FashionMNIST(root, True, et), va)
         classes, mean, std = FashionMNIST.classes, FASHION_MNIST_MEAN, FASHION_MNIST_STD
     elif kind == "cifar10":
-        train, val = load_cifar10(root, tt, et)
+        train, val = load_cifar10(root, tt, et, download=download)
         classes, mean, std = train.classes, CIFAR10_MEAN, CIFAR10_STD
         if val_split is not None:  # hold out part of the training set instead of the test set
             tr, va = stratified_split(train.targets, val_split, split_seed)

@@ -117,11 +117,23 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, interpola
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise DataError(f"resized_crop takes uint8 images [N, C, H, W], got {got}")
     n, c, height, width = images.shape
+    if not isinstance(boxes, torch.Tensor) or boxes.shape != (n, 4) or boxes.is_floating_point() \
+            or boxes.is_complex() or boxes.dtype == torch.bool:
+        got = f"{boxes.dtype} {tuple(boxes.shape)}" if isinstance(boxes, torch.Tensor) else type(boxes).__name__
+        raise DataError(f"resized_crop needs one integer box (i, j, h, w) per image: {n} images, boxes {got}")
+    if boxes.device.type == "cpu":  # the loader draws its boxes on the host: checked there without a device sync
+        i, j, h, w = boxes.unbind(1)
+        bad = (h < 1) | (w < 1) | (i < 0) | (j < 0) | (i + h > height) | (j + w > width)
+        if bad.any():
+            k = int(bad.nonzero()[0])
+            raise DataError(f"box {k} (i, j, h, w) = {tuple(boxes[k].tolist())} is empty or leaves the "
+                            f"{height}x{width} image")
     boxes = boxes.to(images.device)
-    if boxes.shape != (n, 4):
-        raise DataError(f"resized_crop needs one box (i, j, h, w) per image: {n} images, boxes {tuple(boxes.shape)}")
-    if size < 1:
-        raise DataError(f"output size must be >= 1, got {size}")
+    if not isinstance(size, int) or size < 1:
+        raise DataError(f"output size must be an integer >= 1, got {size!r}")
+    if flip is not None and (not isinstance(flip, torch.Tensor) or flip.numel() != n):
+        got = tuple(flip.shape) if isinstance(flip, torch.Tensor) else type(flip).__name__
+        raise DataError(f"flip needs one flag per image: {n} images, flip {got}")
     rows = resample_matrix(boxes[:, 0], boxes[:, 2], height, size, interpolation)  # [N, S, H]
     cols = resample_matrix(boxes[:, 1], boxes[:, 3], width, size, interpolation)  # [N, S, W]
     if flip is not None:

@@ -251,7 +251,8 @@ def run_compare(base: Config, specs: Sequence[str], seeds: Sequence[int], out_di
     d = base.data
     # only the class count is kept: in-memory datasets (cifar10) are not held twice while each run builds its own
     num_classes = build_datasets(d.dataset, d.root, d.final_size, train_subset=d.train_subset,
-                                 val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed).num_classes
+                                 val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed,
+                                 download=d.download).num_classes
     entries = resolve_entries(base, specs, num_classes)
     os.makedirs(out_dir, exist_ok=True)
     total, k = len(entries) * len(seeds), 0

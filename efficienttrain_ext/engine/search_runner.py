@@ -143,7 +143,7 @@ def _with_stage_options(spec: dict[str, Any], cfg: Config, rule: SizeRule) -> di
 def _num_classes(cfg: Config) -> int:
     d = cfg.data
     return build_datasets(d.dataset, d.root, d.final_size, train_subset=d.train_subset, val_subset=d.val_subset,
-                          val_split=d.val_split, split_seed=d.split_seed).num_classes
+                          val_split=d.val_split, split_seed=d.split_seed, download=d.download).num_classes
 
 
 def _check(cfg: Config, algorithm: str, stages: int, metric: str, cost: str, seeds: Sequence[int]) -> None:

@@ -35,9 +35,9 @@ from ..curriculum.schedules import Schedule
 from ..curriculum.sizes import current_input_size
 from ..curriculum.switching import resized_view, switch_input_size
 from ..curriculum.tables import schedule_table, stage_costs
-from ..data import Datasets, build_datasets
+from ..data import Datasets, build_datasets, download_cifar10
 from ..data.device_cache import cache_datasets
-from ..errors import ConfigError, TrainError
+from ..errors import ConfigError, DataError, TrainError
 from . import checkpoint as ckpt_io
 from .accumulation import Accumulation, replay_micro_batches, resolve_accum_steps
 from .atomic import write_text_atomic
@@ -169,6 +169,16 @@ class Trainer:
 
     def _build_data(self) -> Datasets:
         d = self.cfg.data
+        if d.download:  # rank 0 downloads, the others then read its copy (ranks downloading at once would race)
+            failed = None
+            if self.info.main:
+                try:
+                    download_cifar10(d.root)
+                except DataError as e:
+                    failed = str(e)
+            failed = self.comm.gather(failed)[0]  # every rank stops, with rank 0's reason, rather than wait
+            if failed:
+                raise DataError(failed)
         data = build_datasets(d.dataset, d.root, d.final_size, scale=d.scale, ratio=d.ratio, hflip=d.hflip,
                               interpolation=d.interpolation, crop_pct=d.crop_pct, train_subset=d.train_subset,
                               val_subset=d.val_subset, val_split=d.val_split, split_seed=d.split_seed,
