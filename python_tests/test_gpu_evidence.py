@@ -104,3 +104,42 @@ def test_report_tables_on_run_folders(tmp_path):
     out = tmp_path / "t.md"
     assert mod.main([str(runs), "--output", str(out)]) == 0 and out.read_text().strip() == text
     assert mod.report([str(tmp_path / "empty")]).startswith("no runs found")
+
+
+def test_gpu_steps_keep_to_the_deadline_and_pack_no_checkpoints(tmp_path):
+    # the step machinery of scripts/gpu_check.sh and gpu_evidence.sh (scripts/gpu_steps.sh): a step's limit is cut
+    # to the call's deadline, a step with under 20 s left is skipped, a step past its limit is stopped, and the
+    # archive that comes back leaves checkpoints out (they would make it too big to return)
+    fake_py = tmp_path / "nopydantic"
+    fake_py.write_text("#!/bin/sh\nexit 1\n")
+    fake_py.chmod(0o755)
+    script = f"""
+    set -uo pipefail
+    out={tmp_path}/out logs={tmp_path}/logs failed=() deadline=100
+    mkdir -p "$out" "$logs/runs/a"
+    cd {REPO}
+    . scripts/gpu_steps.sh
+    pack() {{ pack_logs "$out/r.tgz" -C "$logs" .; }}
+    echo '{{}}' > "$logs/runs/a/metrics.jsonl"
+    head -c 4096 /dev/zero > "$logs/runs/a/last.pt"
+    SECONDS=0
+    step quick 300 quick.log echo hello
+    step slow 1 slow.log sleep 30
+    SECONDS=70
+    step late 10 late.log echo never
+    echo "failed: ${{failed[*]}}"
+    cd {tmp_path} && need_pydantic {fake_py} "$logs" || echo "no pydantic: stop"
+    """
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "=== quick (limit 85 s)" in proc.stdout and "hello" in proc.stdout
+    summary = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert summary[0].startswith("=== quick: ok")
+    assert summary[1].startswith("=== slow: FAILED (exit 124, time limit)")
+    assert summary[2] == "=== late: skipped (deadline 100 s reached)"
+    assert "never" not in proc.stdout and "failed: slow late (skipped)" in proc.stdout
+    assert "pydantic does not import" in summary[3] and "no pydantic: stop" in proc.stdout
+    listed = subprocess.run(["tar", "-tzf", str(tmp_path / "out" / "r.tgz")], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert "./runs/a/metrics.jsonl" in listed and "./quick.log" in listed and "./slow.log" in listed
+    assert not [n for n in listed if n.endswith(".pt")] and not (tmp_path / "out" / "r.tgz.part").exists()

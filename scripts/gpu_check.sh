@@ -3,20 +3,26 @@
 # TORCH_CUDA_ARCH_LIST says otherwise), and pack every log and result into OUT_DIR/gpu_results.tgz.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR]          (uses the python3 that has torch; PYTHON overrides)
 #
-# Sized for one device call of at most 10 minutes: every step has its own time limit (seconds, below), the most
-# valuable steps run first, and the archive is rewritten after each step, so a call cut short still returns what
-# ran. Only a missing GPU or a failed build stops the script; every other step runs even when an earlier one
-# failed. OUT_DIR gets three files: summary.txt (one line per step: status and seconds), gpu_results.tgz (all
-# logs, JSON and CSV results) and versions.txt. Exit status: non-zero when any step failed.
-#   1. versions (pip show pillow timm torch triton, nvidia-smi) and the build
+# Sized for one device call of at most 10 minutes: the whole script keeps to DEADLINE_S (default 540 s): every step
+# has its own time limit (seconds, below), cut to what is left of the deadline, and a step with under 20 s left is
+# skipped; the most valuable steps run first, and the archive is rewritten after each step (checkpoints left out),
+# so a call cut short still returns what ran. Only a missing GPU, a failed build or missing wheels stop the script;
+# every other step runs even when an earlier one failed. OUT_DIR gets three files: summary.txt (one line per step:
+# status and seconds), gpu_results.tgz (all logs, JSON and CSV results) and versions.txt. Exit status: non-zero when
+# any step failed or was skipped.
+#   1. versions (pip show pillow timm torch triton, nvidia-smi) and the build (~2-4 min on a fresh machine: a
+#      build made elsewhere does not load, the GPU image has another torch)
 #   2. one `etrain train` epoch with evaluation and a checkpoint under torchrun with NCCL (train.distributed=always:
 #      every collective and DDP of a multi-GPU run, on one GPU)
 #   3. the CUDA cases of the op suites; 4. the Triton/cuBLAS crop tests (CUDA vs CPU, capture, streams, compile)
-#   5. bench_gpu: crop per backend and precision vs torch.fft and copy bandwidth, triton tile sweep;
+#   5. one training epoch under torch.cuda.set_sync_debug_mode("error") (scripts/sync_debug_epoch.py)
+#   6. bench_gpu: crop per backend and precision vs torch.fft and copy bandwidth, triton tile sweep;
 #      bench_gpu --augment
-#   6. one training epoch under torch.cuda.set_sync_debug_mode("error") (scripts/sync_debug_epoch.py)
-#   7. scripts/bench_step.py (img/s per stage size and mode); 8. the loader benchmark
-#   9. scripts/gpu_evidence.sh (the CIFAR-10 GPU grid) when present and ETRAIN_GPU_EVIDENCE=1
+#   7. scripts/bench_step.py (img/s per stage size, eager and channels_last); 8. the loader benchmark
+#   9. scripts/gpu_evidence.sh (the CIFAR-10 GPU grid) when ETRAIN_GPU_EVIDENCE=1, with what is left; it fits
+#      better as a second call on the still-warm machine (the build stays there):
+#        run(command='bash scripts/gpu_check.sh "$OUT"', carry=[".whl"])
+#        run(command='bash scripts/gpu_evidence.sh "$OUT"', carry=[".whl", ".carry"])
 # A machine without a package registry: run `bash scripts/gpu_wheels.sh` where pip works and bring .whl/ along; the
 # script installs those wheels (pydantic) into a temporary folder when the interpreter lacks them.
 set -uo pipefail
@@ -31,27 +37,11 @@ logs=$(mktemp -d /tmp/etrain_gpu.XXXXXX)
 : > "$out/summary.txt"
 failed=()
 
-if [ -d .whl ] && ! "$py" -c "import pydantic" 2>/dev/null; then
-  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$logs/site" .whl/*.whl &&
-    export PYTHONPATH="$PYTHONPATH:$logs/site"
-fi
+deadline=${DEADLINE_S:-540}
+. scripts/gpu_steps.sh  # after the cd: the repository root
+need_pydantic "$py" "$logs" || exit 1
 
-pack() { tar -czf "$out/gpu_results.tgz" -C "$logs" --exclude=./site . 2>/dev/null; }
-
-# step NAME SECONDS LOG CMD...: run CMD under a time limit, output to the terminal and $logs/LOG; record the status.
-step() {
-  local name=$1 limit=$2 log=$3 t0=$SECONDS rc
-  shift 3
-  echo "=== $name (limit ${limit} s)"
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$logs/$log"
-  rc=${PIPESTATUS[0]}
-  local status=ok
-  [ "$rc" -eq 0 ] || status="FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ", time limit"))"
-  echo "=== $name: $status ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-  [ "$rc" -eq 0 ] || failed+=("$name")
-  pack
-  return 0
-}
+pack() { pack_logs "$out/gpu_results.tgz" -C "$logs" .; }
 
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi failed"
@@ -94,18 +84,21 @@ print(\"NCCL epoch ok:\", [(r[\"size\"], r[\"train_images\"], r[\"top1\"]) for r
 step "op suites, CUDA cases" "${ETRAIN_T_OPS:-120}" tests_ops.log "${pytest[@]}" --maxfail=20 -k cuda \
   python_tests/test_lowfreq_ops.py python_tests/test_augment_ops.py
 step "triton crop tests" "${ETRAIN_T_TRITON:-120}" tests_triton.log "${pytest[@]}" python_tests/test_lowfreq_triton.py
+step "sync debug epoch" "${ETRAIN_T_SYNC:-90}" sync_debug_epoch.log "$py" scripts/sync_debug_epoch.py --device cuda \
+  --steps 12
 step "bench lowfreq" "${ETRAIN_T_BENCH:-100}" bench_gpu.md "$py" scripts/bench_gpu.py --profile --sweep \
   --json "$logs/bench_gpu.json"
 step "bench augment" 60 bench_gpu_augment.md "$py" scripts/bench_gpu.py --augment --json "$logs/bench_augment.json"
-step "sync debug epoch" "${ETRAIN_T_SYNC:-90}" sync_debug_epoch.log "$py" scripts/sync_debug_epoch.py --device cuda \
-  --steps 12
-step "bench step" "${ETRAIN_T_STEP:-170}" bench_step.log "$py" scripts/bench_step.py --device cuda \
-  --models resnet50,deit_small --modes eager,channels_last,compile --batch 128 --steps 15 --budget-s 140 \
+step "bench step" "${ETRAIN_T_STEP:-100}" bench_step.log "$py" scripts/bench_step.py --device cuda \
+  --models resnet50,deit_small --modes eager,channels_last --batch 128 --steps 15 --budget-s 70 \
   --out "$logs/bench_step"
 step "bench loader" 60 bench_loader.log "$py" scripts/bench_loader.py --root "$photos" --devices cpu --workers 8,16 --images 640 \
   --batch 160 --model resnet50 --model-device cuda --model-batch 160 --out "$logs/bench_loader_gpu"
 if [ "${ETRAIN_GPU_EVIDENCE:-0}" = 1 ] && [ -f scripts/gpu_evidence.sh ]; then
-  step "gpu evidence" "${ETRAIN_T_EVIDENCE:-360}" gpu_evidence.log bash scripts/gpu_evidence.sh "$logs/evidence"
+  # its grids get what is left after its CUDA tests (90 s) and its report (~30 s)
+  left=$((deadline - SECONDS - 120))
+  BUDGET_S=$((left > 20 ? left : 20)) DEADLINE_S=$((deadline - SECONDS - 20)) step "gpu evidence" "${ETRAIN_T_EVIDENCE:-360}" gpu_evidence.log \
+    bash scripts/gpu_evidence.sh "$logs/evidence"
 fi
 
 echo "=== summary"

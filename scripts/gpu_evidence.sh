@@ -2,21 +2,24 @@
 # The GPU evidence of issue 25: CIFAR-10 on the GPU-resident data path (data.device_cache), bf16, a full-width CIFAR
 # ResNet-18 and the small ViT of the CPU grid, curricula none / efficienttrain / efficienttrain++ /
 # none@cost=efficienttrain; measured wall time per run and per stage, img/s per stage against the FLOP prediction,
-# top-1. Sized for one device call of at most 6 minutes (BUDGET_S, default 300 s for everything after the set-up).
+# top-1. The grids get BUDGET_S (default 300 s); the whole call keeps to DEADLINE_S (default 540 s, for one device
+# call of at most 10 minutes), the grids' time cut to it. Best run right after scripts/gpu_check.sh on the same,
+# still-warm machine, whose CUDA build stays in the tree; otherwise it builds first (~2-4 min of the deadline; a
+# build made on another machine does not load there: the GPU image has another torch).
 #
 #   bash scripts/gpu_evidence.sh [OUT_DIR]        (python3 with torch; PYTHON overrides)
+#   run(command='bash scripts/gpu_evidence.sh "$OUT"', carry=[".whl", ".carry"])      (the device tool)
 #
-# Carry (the tree that travels is limited to 64 MiB; all three paths are git-ignored):
+# Carry (the tree that travels is limited to 64 MiB; both paths are git-ignored):
 #   .carry/cifar10-jpg.tar.gz   cp ../shared/data/cifar10-jpg.tar.gz .carry/      (19.8 MB; CIFAR overrides the path)
-#   efficienttrain_ext/_C.so    a CUDA build (FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 python setup.py build_ext
-#                               --inplace works on a machine without a GPU); without one it is built here (minutes)
 #   .whl/                       bash scripts/gpu_wheels.sh, when the GPU machine's python lacks pydantic
 #
 # Knobs: EPOCHS (10), SEEDS (0; "0,1" for two), BATCH (512), GRIDS ("resnet18 vit": the order they run in),
-# BUDGET_S (300), DRY_RUN=1 (print the etrain commands, run nothing). The grids run in order, each under the time
-# that is left; etrain compare resumes, so a second call with the same OUT_DIR continues an unfinished grid.
-# OUT_DIR gets gpu_evidence.md (the tables of scripts/gpu_evidence_report.py, the command and the machine),
-# summary.txt, versions.txt and gpu_evidence.tgz (logs, metrics and schedules of every run; no checkpoints).
+# BUDGET_S (300), DEADLINE_S (540), DRY_RUN=1 (print the etrain commands, run nothing). The grids run in order, each
+# under the time that is left; etrain compare resumes, so a second call on the same machine continues an unfinished
+# grid (RUNS=/tmp/etrain_gpu_runs keeps the runs between calls). OUT_DIR gets gpu_evidence.md (the tables of
+# scripts/gpu_evidence_report.py, the command and the machine), summary.txt, versions.txt and gpu_evidence.tgz (logs,
+# metrics and schedules of every run; no checkpoints).
 set -uo pipefail
 out=${1:-gpu_evidence}
 mkdir -p "$out"
@@ -30,10 +33,12 @@ EPOCHS=${EPOCHS:-10} SEEDS=${SEEDS:-0} BATCH=${BATCH:-512} BUDGET_S=${BUDGET_S:-
 CIFAR=$(realpath -m "${CIFAR:-.carry/cifar10-jpg.tar.gz}")
 CIFAR_SHA256=d34c68f61cca57aa9144c8f25bda427abb9921bd642d5857a2fc1a6b4416f965
 CURRICULA=none,efficienttrain,efficienttrain++,none@cost=efficienttrain
-runs=$out/runs
 logs=$(mktemp -d /tmp/etrain_gpu_evidence.XXXXXX)
+runs=${RUNS:+$(realpath -m "$RUNS")}
+runs=${runs:-$logs/runs}  # not under OUT_DIR: only the packed archive of them comes back
 : > "$out/summary.txt"
 failed=()
+deadline=${DEADLINE_S:-540}
 
 # every run on the device path, bf16, no torch.compile (one compilation per stage size would eat the budget),
 # one evaluation per epoch at the final size (no extra one at B), threads for the host side left to torch
@@ -59,31 +64,14 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
   exit 0
 fi
 
+. scripts/gpu_steps.sh  # after the cd: the repository root
+need_pydantic "$py" "$logs" || exit 1
 pack() {
   local extra=()
-  [ -d "$runs" ] && extra=(-C "$out" --exclude='*.pt' --exclude='*.png' runs)
-  tar -czf "$out/gpu_evidence.tgz" --exclude=./site -C "$logs" . "${extra[@]}" 2>/dev/null
+  [ "$runs" != "$logs/runs" ] && [ -d "$runs" ] && extra=(-C "$(dirname "$runs")" "$(basename "$runs")")
+  pack_logs "$out/gpu_evidence.tgz" -C "$logs" . "${extra[@]}"
 }
 
-# step NAME SECONDS LOG CMD...: CMD under a time limit, output to the terminal and $logs/LOG; status recorded.
-step() {
-  local name=$1 limit=$2 log=$3 t0=$SECONDS rc
-  shift 3
-  echo "=== $name (limit ${limit} s)"
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$logs/$log"
-  rc=${PIPESTATUS[0]}
-  local status=ok
-  [ "$rc" -eq 0 ] || status="FAILED (exit $rc$([ "$rc" -eq 124 ] && echo ", time limit"))"
-  echo "=== $name: $status ($((SECONDS - t0)) s)" | tee -a "$out/summary.txt"
-  [ "$rc" -eq 0 ] || failed+=("$name")
-  pack
-  return 0
-}
-
-if [ -d .whl ] && ! "$py" -c "import pydantic" 2>/dev/null; then
-  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$logs/site" .whl/*.whl &&
-    export PYTHONPATH="$PYTHONPATH:$logs/site"
-fi
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo "nvidia-smi failed"
   "$py" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda",
@@ -110,7 +98,7 @@ echo "$CIFAR_SHA256  $CIFAR" | sha256sum -c --quiet - || echo "warning: $CIFAR i
 has_cuda_ops() {
   "$py" -c 'import sys, efficienttrain_ext as et; sys.exit(0 if et.built_with_cuda() else 1)' 2>/dev/null
 }
-if ! has_cuda_ops; then  # no carried CUDA build: build one (this costs most of the budget)
+if ! has_cuda_ops; then  # not built on this machine yet: build (this costs a large part of the deadline)
   export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
   step build 300 build.log "$py" setup.py build_ext --inplace
   if ! has_cuda_ops; then
@@ -126,6 +114,8 @@ step "device cache CUDA tests" 90 tests_device_cache.log "$py" -m pytest -q -p n
 t_start=$SECONDS
 for g in $GRIDS; do
   left=$((BUDGET_S - (SECONDS - t_start)))
+  to_deadline=$((deadline - SECONDS - 45))  # the report and the last pack come after the grids
+  left=$((left < to_deadline ? left : to_deadline))
   if [ "$left" -lt 20 ]; then
     echo "=== grid $g: skipped (budget spent)" | tee -a "$out/summary.txt"
     continue
