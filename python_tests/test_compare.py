@@ -12,8 +12,8 @@ import pytest
 from efficienttrain_ext import cli
 from efficienttrain_ext.config import apply_overrides, load_config
 from efficienttrain_ext.curriculum import flops_by_size, plan, stage_costs
-from efficienttrain_ext.engine.compare import (COMPARE_FILES, front_points, method_of, parse_spec, resolve_entries,
-                                               summarize)
+from efficienttrain_ext.engine.compare import (COMPARE_FILES, front_points, method_of, own_final_epochs, parse_spec,
+                                               resolve_entries, summarize)
 from efficienttrain_ext.engine.model_factory import create_model
 from efficienttrain_ext.errors import ConfigError
 
@@ -147,3 +147,25 @@ def test_the_front_joins_each_methods_budgets(tmp_path):
         (by_run["none"]["predicted"], by_run["none"]["top1"], 1)]
     assert front["none"][0][0] < front["none"][1][0] == pytest.approx(1.0)
     assert [p[0] for p in front_points(result, "cpu")["none"]][-1] == pytest.approx(1.0)  # the reference
+
+
+def test_cpu_in_a_runs_own_final_size_epochs():
+    # hand-computed: 2 epochs at 16 px (1 s each), 2 at 32 px (3 s and 5 s: the machine got busier), 100 images an
+    # epoch; 32 px costs 8 s / 200 images = 0.04 s an image, 4 s an epoch; the run's 10 s are 2.5 such epochs,
+    # 0.25 of a 10-epoch budget, whatever the load was
+    rows = [{"size": 16, "train_cpu_time": 1.0, "train_images": 100}] * 2 + \
+        [{"size": 32, "train_cpu_time": 3.0, "train_images": 100}, {"size": 32, "train_cpu_time": 5.0,
+                                                                     "train_images": 100}]
+    assert own_final_epochs(rows, 32, 10) == pytest.approx(10.0 / (0.04 * 100 * 10))
+    slower = [dict(r, train_cpu_time=2 * r["train_cpu_time"]) for r in rows]  # all twice as slow: the same cost
+    assert own_final_epochs(slower, 32, 10) == pytest.approx(0.25)
+    assert own_final_epochs(rows[:2], 32, 10) is None  # no final-size epoch to measure against
+    assert own_final_epochs([dict(r, train_cpu_time=0.0) for r in rows], 32, 10) is None
+    # through summarize, on the recorded CIFAR-10 grid (final size and budget from the runs' schedule.json): runs at
+    # the final size only are their epochs over the budget
+    base = load_config(os.path.join(REPO, "configs/cifar10_evidence.yaml"))
+    entries = [e for e, _ in resolve_entries(base, ["none", "none@cost=0.5"], 10)]
+    result = summarize(os.path.join(REPO, "docs/data/evidence_runs/cifar10/cnn"), entries, [0, 1, 2], 10)
+    by = {t["curriculum"]: t for t in result["curricula"]}
+    assert by["none"]["own_cpu_mean"] == pytest.approx(1.0) and by["none@cost=0.5"]["own_cpu_mean"] == pytest.approx(0.5)
+    assert "cpu (own)" in result["markdown"]

@@ -28,7 +28,8 @@ compute, the budgets of one method, e.g. ``none``, ``none@cost=0.7``, ``none@cos
 Compute columns: ``predicted`` is the FLOP estimate relative to the configuration's baseline (``train.epochs`` at
 the final size); ``measured`` is the mean training time (evaluation excluded) relative to the reference curriculum's
 (plain ``none`` when it is in the list, else the first); ``cpu`` is the same ratio of process CPU time, which a
-busy machine disturbs less than wall time.
+busy machine disturbs less than wall time; ``cpu (own)`` is each run's CPU time in units of its own final-size epochs
+(:func:`own_final_epochs`), which cancels the load that differs between runs.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from .plots import new_figure, plot_schedules
 from .trainer import Trainer, make_schedule
 
 __all__ = ["CompareEntry", "parse_spec", "resolve_entries", "run_compare", "summarize", "method_of", "front_points",
-           "COMPARE_FILES"]
+           "own_final_epochs", "COMPARE_FILES"]
 
 # what etrain compare writes into its output directory (besides one directory per curriculum)
 COMPARE_FILES = ("compare.csv", "compare.md", "compare.json", "runs.csv", "accuracy_vs_time.png",
@@ -286,6 +287,21 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else None)
 
 
+def own_final_epochs(rows: Sequence[dict[str, Any]], final_size: int, epochs: int) -> float | None:
+    """A run's training CPU time in units of its own final-size epochs, relative to ``epochs`` of them (the
+    baseline's budget): total CPU time / (CPU time per image at the final size x images per final-size epoch x
+    ``epochs``), both from this run. Process CPU time still varies with what else the machine runs (the same 32 px
+    epoch measured 1.7-3.3 ms per image across the CIFAR-10 grid's runs), and runs of one grid run at different
+    loads; this ratio is measured within one run, so it compares curricula on cost alone. None without a final-size
+    epoch or CPU times."""
+    final = [r for r in rows if r.get("size") == final_size and r.get("train_cpu_time") and r.get("train_images")]
+    if not final or epochs <= 0:
+        return None
+    per_image = sum(r["train_cpu_time"] for r in final) / sum(r["train_images"] for r in final)
+    per_epoch = per_image * statistics.fmean(r["train_images"] for r in final)
+    return sum(r.get("train_cpu_time", 0.0) for r in rows) / (per_epoch * epochs)
+
+
 def _run_row(run_dir: str, label: str, seed: int, epochs: int) -> dict[str, Any] | None:
     if not os.path.isfile(os.path.join(run_dir, "summary.json")):
         return None
@@ -297,6 +313,7 @@ def _run_row(run_dir: str, label: str, seed: int, epochs: int) -> dict[str, Any]
         "curriculum": label, "seed": seed, "epochs": last["epoch"],
         "top1": last["top1"], "ema_top1": last.get("ema_top1"),
         "train_time": last["train_time_total"], "train_cpu_time": sum(r.get("train_cpu_time", 0.0) for r in rows),
+        "own_cpu": own_final_epochs(rows, sched["final_size"], epochs),
         "wall_time": last["wall_time"],
         # torch.compile's time (one compilation per stage size), not part of train_time
         "compile_time": sum(r.get("compile_time", 0.0) for r in rows),
@@ -314,7 +331,7 @@ def summarize(out_dir: str, entries: Sequence[CompareEntry], seeds: Sequence[int
         rows = [r for s in seeds if (r := _run_row(os.path.join(out_dir, e.label, f"seed{s}"), e.label, s, epochs))]
         runs += rows
         stats = {key: _mean_std([r[key] for r in rows]) for key in
-                 ("top1", "ema_top1", "train_time", "train_cpu_time", "compile_time", "predicted")}
+                 ("top1", "ema_top1", "train_time", "train_cpu_time", "own_cpu", "compile_time", "predicted")}
         table.append({"curriculum": e.label, "spec": e.spec, "overrides": e.overrides[1:] + e.resolved,
                       "seeds": len(rows), "of": len(seeds), "epochs": rows[0]["epochs"] if rows else None,
                       "sizes": rows[0]["sizes"] if rows else None,
@@ -339,18 +356,20 @@ def _pm(mean: float | None, std: float | None, spec: str = ".2f") -> str:
 
 def markdown_table(result: dict[str, Any]) -> str:
     head = ("| curriculum | seeds | epochs | B | top-1 (%) | EMA top-1 (%) | train time (s) | measured | cpu | "
-            "predicted |")
-    lines = [head, "|" + "---|" * 10]
+            "cpu (own) | predicted |")
+    lines = [head, "|" + "---|" * 11]
     for t in result["curricula"]:
         lines.append(
             f"| {t['curriculum']} | {t['seeds']}/{t['of']} | {t['epochs'] or '-'} | {t['sizes'] or '-'} | "
             f"{_pm(t['top1_mean'], t['top1_std'])} | {_pm(t['ema_top1_mean'], t['ema_top1_std'])} | "
             f"{_pm(t['train_time_mean'], t['train_time_std'], '.0f')} | {_pm(t['measured'], None, '.3f')} | "
-            f"{_pm(t['cpu'], None, '.3f')} | {_pm(t['predicted_mean'], None, '.3f')} |")
+            f"{_pm(t['cpu'], None, '.3f')} | {_pm(t['own_cpu_mean'], None, '.3f')} | "
+            f"{_pm(t['predicted_mean'], None, '.3f')} |")
     lines.append("")
     lines.append(f"mean ± sample std over seeds; measured / cpu: training wall / CPU time vs "
-                 f"{result['reference']}; predicted: FLOP estimate vs {result['baseline_epochs']} epochs at the "
-                 "final size")
+                 f"{result['reference']}; cpu (own): CPU time in the run's own final-size epochs (measured within "
+                 f"the run, so another load on the machine cancels) vs {result['baseline_epochs']}; predicted: FLOP "
+                 f"estimate vs {result['baseline_epochs']} epochs at the final size")
     compiled = [t for t in result["curricula"] if t.get("compile_time_mean")]
     if compiled:  # a curriculum pays one compilation per stage size: shown, and kept out of the time columns
         lines.append("torch.compile time (s, not in train time): " + ", ".join(
@@ -412,7 +431,7 @@ def method_of(label: str) -> str:
 
 def front_points(result: dict[str, Any], key: str) -> dict[str, list[tuple[float, float, float, int]]]:
     """Per method, its finished budgets as ``(x, top-1 mean, top-1 std (0 for one seed), seeds)`` sorted by x, where
-    x is the curriculum's ``key`` column (``cpu``, ``measured`` or ``predicted_mean``)."""
+    x is the curriculum's ``key`` column (``cpu``, ``own_cpu_mean``, ``measured`` or ``predicted_mean``)."""
     out: dict[str, list[tuple[float, float, float, int]]] = {}
     for t in result["curricula"]:
         if t["seeds"] and t[key] is not None:
@@ -422,11 +441,14 @@ def front_points(result: dict[str, Any], key: str) -> dict[str, list[tuple[float
 
 
 def _plot_front(out_dir: str, result: dict[str, Any]) -> str:
-    """Final top-1 (mean +- std over seeds) against CPU time relative to the reference and against predicted
-    compute: one line per method through its budgets, ordered by compute."""
-    fig, axes = new_figure((11.0, 4.4), ncols=2)
+    """Final top-1 (mean +- std over seeds) against CPU time relative to the reference, against CPU time in each
+    run's own final-size epochs (:func:`own_final_epochs`) and against predicted compute: one line per method through
+    its budgets, ordered by compute."""
+    fig, axes = new_figure((15.0, 4.4), ncols=3)
     for ax, key, what in ((axes[0], "cpu", f"training CPU time relative to {result['reference']}"),
-                          (axes[1], "predicted_mean", "predicted compute (FLOPs relative to the baseline)")):
+                          (axes[1], "own_cpu_mean", "CPU time in the run's own final-size epochs / "
+                           f"{result['baseline_epochs']}"),
+                          (axes[2], "predicted_mean", "predicted compute (FLOPs relative to the baseline)")):
         for method, pts in front_points(result, key).items():
             x, y, err, n = zip(*pts)
             ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, label=f"{method} (n={min(n)}-{max(n)})"
