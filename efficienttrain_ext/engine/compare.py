@@ -363,7 +363,7 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"| {t['curriculum']} | {t['seeds']}/{t['of']} | {t['epochs'] or '-'} | {t['sizes'] or '-'} | "
             f"{_pm(t['top1_mean'], t['top1_std'])} | {_pm(t['ema_top1_mean'], t['ema_top1_std'])} | "
             f"{_pm(t['train_time_mean'], t['train_time_std'], '.0f')} | {_pm(t['measured'], None, '.3f')} | "
-            f"{_pm(t['cpu'], None, '.3f')} | {_pm(t['own_cpu_mean'], None, '.3f')} | "
+            f"{_pm(t['cpu'], None, '.3f')} | {_pm(t.get('own_cpu_mean'), None, '.3f')} | "  # older compare.json: none
             f"{_pm(t['predicted_mean'], None, '.3f')} |")
     lines.append("")
     lines.append(f"mean ± sample std over seeds; measured / cpu: training wall / CPU time vs "
@@ -434,7 +434,7 @@ def front_points(result: dict[str, Any], key: str) -> dict[str, list[tuple[float
     x is the curriculum's ``key`` column (``cpu``, ``own_cpu_mean``, ``measured`` or ``predicted_mean``)."""
     out: dict[str, list[tuple[float, float, float, int]]] = {}
     for t in result["curricula"]:
-        if t["seeds"] and t[key] is not None:
+        if t["seeds"] and t.get(key) is not None:
             out.setdefault(method_of(t["curriculum"]), []).append(
                 (t[key], t["top1_mean"], t["top1_std"] or 0.0, t["seeds"]))
     return {m: sorted(p) for m, p in out.items()}
