@@ -261,6 +261,21 @@ def test_an_empty_class_folder_is_an_error(tmp_path):
         load_cifar10(str(tmp_path / "tree"))
 
 
+def test_a_data_error_leaves_no_empty_run_directory(tmp_path, capsys):
+    _write_tree(tmp_path / "tree")
+    shutil.rmtree(tmp_path / "tree" / "test" / "dog")
+    os.makedirs(tmp_path / "tree" / "test" / "dog")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.md").write_text("mine")
+    for name in ("new", "kept"):
+        args = tiny_args(tmp_path, name, "--dataset", "cifar10", "--data-root", str(tmp_path / "tree"),
+                         model=("--model", "resnet10_cifar"))
+        assert cli.main(args) == 2
+        assert "test/dog/ holds no images" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # made by this run and still empty: removed
+    assert os.listdir(tmp_path / "kept") == ["notes.md"]  # the user's directory stays as it was
+
+
 @pytest.mark.parametrize("data,labels,msg", [
     (lambda x: x.astype(np.float32) / 255, None, "must hold pixels as uint8 .* float32"),
     (lambda x: x.astype(np.int64) + 200, None, r"must hold pixels as uint8 .* int64 in \[200, "),

@@ -96,6 +96,16 @@ class Trainer:
         self._setup_process()
         resume_ckpt = self._load_resume(resume) if resume else None
         self.run_dir = self._prepare_run_dir(run_dir, resume, overwrite)
+        try:
+            self._build(resume_ckpt, model, model_factory, task)
+        except BaseException:
+            self._remove_run_dir_if_unused()  # bad data or model: no empty run directory left behind
+            raise
+
+    def _build(self, resume_ckpt: dict | None, model: nn.Module | None,
+               model_factory: Callable[[int], nn.Module] | None, task: Task | None) -> None:
+        """Data, model, plan, optimisation and pipeline of the run, once its directory is known."""
+        cfg = self.cfg
         self.data = self._build_data()
         if model is None:
             model = model_factory(self.data.num_classes) if model_factory else create_model(cfg, self.data.num_classes)
@@ -152,6 +162,7 @@ class Trainer:
                                           f"{os.path.basename(self.cfg.curriculum.name)}"
             run_dir = os.path.join(self.cfg.train.output, name)
         exists = os.path.exists(os.path.join(run_dir, "metrics.jsonl"))
+        self.made_run_dir = False
         if exists and not resume and not overwrite:  # checked on every rank, so all ranks stop together
             if os.path.exists(os.path.join(run_dir, "last.pt")):
                 raise TrainError(f"run directory {run_dir} already holds a run; pass --resume {run_dir} to continue "
@@ -163,9 +174,17 @@ class Trainer:
                 for f in os.listdir(run_dir):
                     if f.endswith(RUN_FILES) and f != "trial_schedule.yaml":
                         os.unlink(os.path.join(run_dir, f))
+            self.made_run_dir = not os.path.isdir(run_dir)
             os.makedirs(run_dir, exist_ok=True)
         self.comm.barrier()  # the directory exists before any rank writes into it
         return run_dir
+
+    def _remove_run_dir_if_unused(self) -> None:
+        if self.info.main and self.made_run_dir:
+            try:
+                os.rmdir(self.run_dir)  # only while empty: nothing of the run is ever removed
+            except OSError:
+                pass
 
     def _build_data(self) -> Datasets:
         d = self.cfg.data
